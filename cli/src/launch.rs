@@ -1,0 +1,232 @@
+//! [`launch`]: both planes (or one) up and listening; [`Running::stop`]: down, drained.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokenroute_domain::config::Config;
+use tokenroute_proxy::{BackgroundTasks, ProxyState};
+use tokenroute_store::{Store, StoreError};
+use tokio::sync::watch;
+
+/// Which planes this process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Planes {
+    pub proxy: bool,
+    pub control_plane: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the data plane did not start listening on {0} (is the address in use?)")]
+    ProxyNotListening(SocketAddr),
+}
+
+/// How the data plane should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Let in-flight requests and streams finish (up to `grace-period-secs`).
+    Graceful,
+    /// Stop now (tests).
+    Fast,
+}
+
+/// A running TokenRoute.
+pub struct Running {
+    pub proxy_addr: Option<SocketAddr>,
+    pub control_plane_addr: Option<SocketAddr>,
+    runtime: tokio::runtime::Runtime,
+    stop_tx: watch::Sender<Option<Stop>>,
+    pingora: Option<JoinHandle<()>>,
+    background: Option<BackgroundTasks>,
+    control_plane_stop: watch::Sender<bool>,
+    control_plane: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    store: Store,
+}
+
+/// Opens the store (migrating it), then starts the requested planes. Returns once
+/// they accept connections. Must not be called from inside a tokio runtime.
+pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
+    let config = Arc::new(config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tokenroute-app")
+        .enable_all()
+        .build()
+        .map_err(LaunchError::Runtime)?;
+    let store = runtime.block_on(Store::open(&config.store.url, config.store.max_connections))?;
+
+    let (control_plane_stop, control_plane_stop_rx) = watch::channel(false);
+    let mut control_plane_addr = None;
+    let mut control_plane = None;
+    if planes.control_plane {
+        let addr = config.control_plane.listen;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|source| LaunchError::Listen { addr, source })?;
+        control_plane_addr = listener.local_addr().ok();
+        let state = tokenroute_control_plane::AppState {
+            store: store.clone(),
+        };
+        control_plane = Some(runtime.spawn(tokenroute_control_plane::serve(
+            listener,
+            state,
+            control_plane_stop_rx,
+        )));
+        tracing::info!(
+            "dashboard listening on http://{}",
+            control_plane_addr.unwrap_or(addr)
+        );
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let mut running = Running {
+        proxy_addr: None,
+        control_plane_addr,
+        runtime,
+        stop_tx,
+        pingora: None,
+        background: None,
+        control_plane_stop,
+        control_plane,
+        store: store.clone(),
+    };
+    if planes.proxy {
+        let (state, background) =
+            ProxyState::start(config.clone(), store, running.runtime.handle());
+        running.background = Some(background);
+        let addr = config.proxy.listen;
+        running.pingora = Some(start_pingora(&config, state, stop_rx)?);
+        wait_until_listening(addr)?;
+        running.proxy_addr = Some(addr);
+        tracing::info!("API listening on http://{addr}/v1");
+    }
+    Ok(running)
+}
+
+fn start_pingora(
+    config: &Config,
+    state: Arc<ProxyState>,
+    stop_rx: watch::Receiver<Option<Stop>>,
+) -> Result<JoinHandle<()>, LaunchError> {
+    let conf = ServerConf {
+        threads: config.proxy.threads,
+        grace_period_seconds: Some(config.proxy.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.proxy.grace_period.as_secs().max(1)),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let service = tokenroute_proxy::proxy_service(&server.configuration, state);
+    server.add_service(service);
+    std::thread::Builder::new()
+        .name("tokenroute-proxy".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(StopWatch(stop_rx)),
+            })
+        })
+        .map_err(LaunchError::Runtime)
+}
+
+/// Pingora binds inside its own thread; wait until the port answers.
+fn wait_until_listening(addr: SocketAddr) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(LaunchError::ProxyNotListening(addr))
+}
+
+struct StopWatch(watch::Receiver<Option<Stop>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        match rx.wait_for(Option::is_some).await.map(|s| *s) {
+            Ok(Some(Stop::Graceful)) => ShutdownSignal::GracefulTerminate,
+            _ => ShutdownSignal::FastShutdown,
+        }
+    }
+}
+
+impl Running {
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Blocks until SIGINT or SIGTERM, then stops gracefully.
+    pub fn wait_for_signal_then_stop(self) {
+        let signal = self.runtime.block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => tokio::select! {
+                        _ = tokio::signal::ctrl_c() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                    },
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        "SIGINT"
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+                "ctrl-c"
+            }
+        });
+        tracing::info!("{signal} received: finishing in-flight requests, then stopping");
+        self.stop(Stop::Graceful);
+    }
+
+    /// Stops the data plane, writes every metered event still queued, stops the
+    /// control plane and closes the store.
+    pub fn stop(mut self, how: Stop) {
+        let _ = self.stop_tx.send(Some(how));
+        if let Some(thread) = self.pingora.take() {
+            if thread.join().is_err() {
+                tracing::error!("the data plane thread panicked");
+            }
+        }
+        let background = self.background.take();
+        let control_plane = self.control_plane.take();
+        let _ = self.control_plane_stop.send(true);
+        let store = self.store.clone();
+        self.runtime.block_on(async move {
+            if let Some(background) = background {
+                background.shutdown().await;
+            }
+            if let Some(cp) = control_plane {
+                match cp.await {
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "control plane stopped with an error")
+                    }
+                    Err(e) => tracing::error!(error = %e, "control plane task failed"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            store.close().await;
+        });
+        tracing::info!("stopped");
+    }
+}

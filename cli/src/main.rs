@@ -1,0 +1,329 @@
+//! The `tokenroute` command: run the planes, migrate the store, manage keys, check configs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokenroute::{launch, Planes};
+use tokenroute_domain::api_key::ApiKey;
+use tokenroute_domain::config::Config;
+use tokenroute_domain::NanoUsd;
+use tokenroute_store::{LedgerKind, NewKey, Store};
+
+/// TokenRoute: a metered LLM API gateway.
+///
+/// With no --config, TokenRoute uses its built-in default (conf/tokenroute.toml): data in
+/// ./data (SQLite), the API on http://127.0.0.1:8080/v1, the dashboard on
+/// http://127.0.0.1:8081, and the built-in `mock` provider.
+#[derive(Parser)]
+#[command(name = "tokenroute", version)]
+struct Cli {
+    /// Config file (TOML). Default: the built-in configuration.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "TOKENROUTE_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Overrides `store.url` (e.g. postgres://user@host/db or sqlite://path/to.db).
+    #[arg(long, global = true, env = "TOKENROUTE_STORE_URL", value_name = "URL")]
+    store_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the data plane and the control plane in one process.
+    Serve,
+    /// Run the data plane (the /v1 API) only.
+    Proxy,
+    /// Run the control plane (dashboard and its JSON API) only.
+    ControlPlane,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Validate configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create an API key (and the account, if new); print it once, alone on the last line.
+    Create(CreateKey),
+    /// List an account's keys (never the keys themselves: they are stored as hashes).
+    List {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke a key by id. Its hash is kept forever, so it can never work again.
+    Revoke {
+        /// The key id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct CreateKey {
+    /// The account's email; the account is created if there is none.
+    #[arg(long)]
+    email: String,
+    /// Credit to add to the account, in USD (e.g. 10 or 2.50), booked in the ledger.
+    #[arg(long, value_name = "USD")]
+    credits: Option<String>,
+    /// A name to recognise the key by.
+    #[arg(long, default_value = "default")]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check config files; print what is wrong, naming the key. Exit 1 if any is invalid.
+    Check {
+        /// Files to check. Default: the --config file, or the built-in configuration.
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    if let Command::Config(ConfigCommand::Check { files }) = &cli.command {
+        return check_configs(files, cli.config.as_deref());
+    }
+    let mut config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(url) = cli.store_url {
+        config.store.url = url;
+    }
+    init_logging(&config.log.level);
+    match cli.command {
+        Command::Serve => serve(
+            config,
+            Planes {
+                proxy: true,
+                control_plane: true,
+            },
+        ),
+        Command::Proxy => serve(
+            config,
+            Planes {
+                proxy: true,
+                control_plane: false,
+            },
+        ),
+        Command::ControlPlane => serve(
+            config,
+            Planes {
+                proxy: false,
+                control_plane: true,
+            },
+        ),
+        Command::Migrate => with_store(&config, |store| async move {
+            store.migrate().await.map_err(|e| e.to_string())?;
+            eprintln!("store is up to date");
+            Ok(())
+        }),
+        Command::Keys(cmd) => keys(&config, cmd),
+        Command::Config(_) => Ok(()),
+    }
+}
+
+fn serve(config: Config, planes: Planes) -> Result<(), String> {
+    let running = launch(config, planes).map_err(|e| e.to_string())?;
+    if running.proxy_addr.is_some() && running.control_plane_addr.is_some() {
+        tracing::info!(
+            "create a key with: tokenroute keys create --email you@example.com --credits 5"
+        );
+    }
+    running.wait_for_signal_then_stop();
+    Ok(())
+}
+
+fn keys(config: &Config, cmd: KeysCommand) -> Result<(), String> {
+    with_store(config, |store| async move {
+        match cmd {
+            KeysCommand::Create(args) => create_key(&store, args).await,
+            KeysCommand::List { email } => list_keys(&store, &email).await,
+            KeysCommand::Revoke { id } => {
+                let was_active = store.revoke_key(&id).await.map_err(|e| e.to_string())?;
+                eprintln!(
+                    "{}",
+                    if was_active {
+                        "key revoked"
+                    } else {
+                        "key was already revoked"
+                    }
+                );
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn create_key(store: &Store, args: CreateKey) -> Result<(), String> {
+    if !args.email.contains('@') {
+        return Err(format!("`{}` is not an email address", args.email));
+    }
+    let credits = match &args.credits {
+        Some(text) => {
+            let amount = NanoUsd::parse_usd(text).map_err(|e| format!("--credits: {e}"))?;
+            if !amount.is_positive() {
+                return Err("--credits must be greater than 0".into());
+            }
+            Some(amount)
+        }
+        None => None,
+    };
+    let account = store
+        .upsert_account_by_email(&args.email)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(amount) = credits {
+        let reference = tokenroute_store::new_id();
+        store
+            .book(
+                &account.id,
+                LedgerKind::Adjustment,
+                amount,
+                &reference,
+                Some("credited by `tokenroute keys create`"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let key = ApiKey::generate();
+    let record = store
+        .create_key(
+            &NewKey {
+                account_id: &account.id,
+                name: &args.name,
+            },
+            &key,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let balance = store
+        .balance(&account.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let lines = [
+        format!(
+            "Created key \"{}\" (id {}) for {}.",
+            record.name, record.id, account.email
+        ),
+        format!("Account balance: {balance}."),
+        "This is the only time the key is shown; TokenRoute keeps only its SHA-256:".to_string(),
+        key.plaintext().to_string(),
+    ];
+    for line in lines {
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn list_keys(store: &Store, email: &str) -> Result<(), String> {
+    let account = store
+        .account_by_email(email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no account with email {email}"))?;
+    let keys = store
+        .keys_of_account(&account.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let write = |out: &mut std::io::StdoutLock, line: String| {
+        writeln!(out, "{line}").map_err(|e| e.to_string())
+    };
+    write(
+        &mut out,
+        format!("{:<36}  {:<16}  {:<14}  {}", "ID", "NAME", "KEY", "STATUS"),
+    )?;
+    for k in keys {
+        let status = if k.revoked_at_ms.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        write(
+            &mut out,
+            format!(
+                "{:<36}  {:<16}  {}...{}  {}",
+                k.id, k.name, k.display_prefix, k.last_four, status
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn check_configs(files: &[PathBuf], global: Option<&Path>) -> Result<(), String> {
+    let targets: Vec<Option<&Path>> = if files.is_empty() {
+        vec![global]
+    } else {
+        files.iter().map(|f| Some(f.as_path())).collect()
+    };
+    let mut failed = 0;
+    for target in targets {
+        let name = target.map_or("<built-in default>".to_string(), |p| {
+            p.display().to_string()
+        });
+        match Config::load(target) {
+            Ok(_) => eprintln!("ok: {name}"),
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} invalid config file(s)"));
+    }
+    Ok(())
+}
+
+/// Runs a store task on a small runtime, migrating first (so a fresh data directory works).
+fn with_store<F, Fut>(config: &Config, task: F) -> Result<(), String>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let store = Store::open(&config.store.url, 2)
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = task(store.clone()).await;
+        store.close().await;
+        result
+    })
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

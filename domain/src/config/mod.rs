@@ -1,0 +1,187 @@
+//! TokenRoute's validated configuration.
+//!
+//! A TOML file (see `conf/tokenroute.toml`, which is also the built-in default) is read
+//! into [`raw::RawConfig`] and then checked into [`Config`]. Every error names the key
+//! path and the problem, so a bad config stops start-up with a message a person can act on.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::ConfigError;
+
+use crate::money::Price;
+use crate::secret::Secret;
+
+/// The built-in default: the embedded store (SQLite under `./data`), the mock provider.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../../conf/tokenroute.toml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub control_plane: ControlPlaneConfig,
+    pub store: StoreConfig,
+    pub redis: Option<RedisConfig>,
+    pub usage: UsageConfig,
+    pub log: LogConfig,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    models_by_id: HashMap<String, usize>,
+    providers_by_id: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for the next bytes from a provider (first byte included).
+    pub upstream_read_timeout: Duration,
+    /// How long an authenticated key is trusted from memory before the store is asked again.
+    /// This bounds how long a revoked key keeps working on a node.
+    pub key_cache_ttl: Duration,
+    /// How often an active account's balance is re-read from the ledger.
+    pub balance_refresh: Duration,
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageConfig {
+    pub channel_capacity: usize,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter directive, e.g. `info` or `tokenroute_proxy=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI or any upstream speaking its Chat Completions API (Groq, DeepSeek, vLLM, ...).
+    OpenAi,
+    /// Built in, no network: deterministic OpenAI-shaped answers, for trying TokenRoute out.
+    Mock,
+}
+
+/// Where a provider's HTTP API lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash, e.g. `/v1`.
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub id: String,
+    pub kind: ProviderKind,
+    /// `None` only for the mock provider.
+    pub endpoint: Option<Endpoint>,
+    pub api_key: Option<Secret<String>>,
+    /// Extra headers sent with every upstream request (e.g. an organisation id).
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// `provider/model`, what clients put in `model`.
+    pub id: String,
+    pub provider: String,
+    /// The name sent to the provider.
+    pub upstream: String,
+    pub price: Price,
+    pub context_window: u64,
+    /// Used for the worst-case reservation when the request sets no `max_tokens`.
+    pub max_output_tokens: u64,
+}
+
+impl Config {
+    /// Reads and validates `path`, or the built-in default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    file: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                Self::from_toml(&text, &path.display().to_string(), &|k| {
+                    std::env::var(k).ok()
+                })
+            }
+            None => Self::from_toml(DEFAULT_CONFIG_TOML, "<built-in default>", &|k| {
+                std::env::var(k).ok()
+            }),
+        }
+    }
+
+    /// Parses and validates TOML text. `env` resolves `api-key-env` variables (a
+    /// function so tests need not touch the process environment).
+    pub fn from_toml(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let raw: raw::RawConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Invalid {
+                file: file.to_string(),
+                path: e.path().to_string(),
+                message: e.inner().message().to_string(),
+            })?;
+        validate::validate(raw, env).map_err(|(path, message)| ConfigError::Invalid {
+            file: file.to_string(),
+            path,
+            message,
+        })
+    }
+
+    pub fn model(&self, id: &str) -> Option<&Model> {
+        self.models_by_id.get(id).map(|&i| &self.models[i])
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&Provider> {
+        self.providers_by_id.get(id).map(|&i| &self.providers[i])
+    }
+
+    /// The SQLite database file named by the store URL, when the store is SQLite.
+    pub fn sqlite_path(&self) -> Option<&str> {
+        sqlite_path(&self.store.url)
+    }
+}
+
+/// The file path of a `sqlite:` URL (`sqlite://data/x.db?mode=rwc` → `data/x.db`).
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! The config file format: TOML, kebab-case keys, unknown keys refused.
+//!
+//! These types are the file's front end only; [`super::Config`] is what the rest of
+//! TokenRoute sees, after validation. Every field is documented in `conf/tokenroute.toml`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub proxy: RawProxy,
+    #[serde(default)]
+    pub control_plane: RawControlPlane,
+    #[serde(default)]
+    pub store: RawStore,
+    pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub usage: RawUsage,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProxy {
+    pub listen: Option<String>,
+    pub threads: Option<usize>,
+    pub max_body_bytes: Option<usize>,
+    pub upstream_connect_timeout_ms: Option<u64>,
+    pub upstream_read_timeout_ms: Option<u64>,
+    pub key_cache_ttl_ms: Option<u64>,
+    pub balance_refresh_ms: Option<u64>,
+    pub grace_period_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawControlPlane {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStore {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRedis {
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUsage {
+    pub channel_capacity: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub flush_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLog {
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProvider {
+    pub id: String,
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawModel {
+    pub id: String,
+    pub upstream: Option<String>,
+    pub input_usd_per_mtok: String,
+    pub output_usd_per_mtok: String,
+    pub context_window: u64,
+    pub max_output_tokens: Option<u64>,
+}

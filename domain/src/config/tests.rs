@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, clippy::panic)]
+use super::*;
+use crate::money::NanoUsd;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, "test.toml", &no_env)
+}
+
+fn error_of(text: &str) -> (String, String) {
+    match parse(text) {
+        Err(ConfigError::Invalid { path, message, .. }) => (path, message),
+        other => panic!("expected an invalid config, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_built_in_default_is_valid_and_embedded() {
+    let config = Config::load(None).unwrap();
+    assert_eq!(config.proxy.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.control_plane.listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(config.sqlite_path(), Some("data/tokenroute.db"));
+    assert_eq!(config.proxy.max_body_bytes, 16 * 1024 * 1024);
+    let echo = config.model("mock/echo").unwrap();
+    assert_eq!(echo.provider, "mock");
+    assert_eq!(echo.price.input_per_mtok, NanoUsd(150_000_000));
+}
+
+#[test]
+fn an_empty_file_gets_the_documented_defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config.proxy.key_cache_ttl, Duration::from_secs(1));
+    assert_eq!(config.store.url, "sqlite://data/tokenroute.db");
+    assert!(config.models.is_empty());
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let (path, message) = error_of("[proxy]\nlisten = \"127.0.0.1:1\"\nlisn = 1\n");
+    assert_eq!(path, "proxy");
+    assert!(message.contains("lisn"), "{message}");
+}
+
+#[test]
+fn bad_prices_name_the_model_and_key() {
+    let (path, message) = error_of(
+        r#"
+[[providers]]
+id = "mock"
+kind = "mock"
+[[models]]
+id = "mock/a"
+input-usd-per-mtok = "0.1"
+output-usd-per-mtok = "0.1"
+context-window = 10
+[[models]]
+id = "mock/b"
+input-usd-per-mtok = "cheap"
+output-usd-per-mtok = "0.1"
+context-window = 10
+"#,
+    );
+    assert_eq!(path, "models[1].input-usd-per-mtok");
+    assert!(message.contains("cheap"), "{message}");
+}
+
+#[test]
+fn models_must_name_a_configured_provider() {
+    let (path, message) = error_of(
+        r#"
+[[models]]
+id = "openai/gpt-4o"
+input-usd-per-mtok = "1"
+output-usd-per-mtok = "1"
+context-window = 10
+"#,
+    );
+    assert_eq!(path, "models[0].id");
+    assert!(message.contains("openai"), "{message}");
+}
+
+#[test]
+fn missing_provider_key_variable_is_named() {
+    let (path, message) = error_of(
+        r#"
+[[providers]]
+id = "openai"
+kind = "openai"
+api-key-env = "TR_TEST_NOT_SET"
+"#,
+    );
+    assert_eq!(path, "providers[0].api-key-env");
+    assert!(message.contains("TR_TEST_NOT_SET"), "{message}");
+}
+
+#[test]
+fn provider_endpoints_and_keys_resolve() {
+    let config = Config::from_toml(
+        r#"
+[[providers]]
+id = "local"
+kind = "openai"
+base-url = "http://127.0.0.1:9999/v1/"
+api-key-env = "K"
+"#,
+        "t",
+        &|k| (k == "K").then(|| "sk-123".to_string()),
+    )
+    .unwrap();
+    let p = config.provider("local").unwrap();
+    assert_eq!(
+        p.endpoint,
+        Some(Endpoint {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port: 9999,
+            base_path: "/v1".into()
+        })
+    );
+    assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-123");
+    let openai = Config::from_toml(
+        "[[providers]]\nid = \"o\"\nkind = \"openai\"\n",
+        "t",
+        &no_env,
+    )
+    .unwrap();
+    let e = openai.provider("o").unwrap().endpoint.clone().unwrap();
+    assert!(e.tls);
+    assert_eq!((e.host.as_str(), e.port), ("api.openai.com", 443));
+}
+
+#[test]
+fn bad_addresses_and_store_urls_are_refused() {
+    assert_eq!(
+        error_of("[proxy]\nlisten = \"localhost\"\n").0,
+        "proxy.listen"
+    );
+    assert_eq!(error_of("[store]\nurl = \"mysql://x\"\n").0, "store.url");
+    assert_eq!(error_of("[proxy]\nthreads = 0\n").0, "proxy.threads");
+}
+
+#[test]
+fn sqlite_paths_come_from_urls() {
+    assert_eq!(
+        sqlite_path("sqlite://data/x.db?mode=rwc"),
+        Some("data/x.db")
+    );
+    assert_eq!(sqlite_path("sqlite:/tmp/x.db"), Some("/tmp/x.db"));
+    assert_eq!(sqlite_path("postgres://h/db"), None);
+}

@@ -1,0 +1,296 @@
+//! Turns the raw file into a [`Config`], refusing anything inconsistent.
+//!
+//! Errors are `(key path, message)`; the caller adds the file name.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawModel, RawProvider};
+use super::*;
+use crate::money::NanoUsd;
+
+type Invalid = (String, String);
+
+const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_CONTROL_PLANE_LISTEN: &str = "127.0.0.1:8081";
+const DEFAULT_STORE_URL: &str = "sqlite://data/tokenroute.db";
+const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+pub(super) fn validate(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Invalid> {
+    let proxy = ProxyConfig {
+        listen: socket_addr("proxy.listen", raw.proxy.listen, DEFAULT_PROXY_LISTEN)?,
+        threads: positive("proxy.threads", raw.proxy.threads, default_threads())?,
+        max_body_bytes: positive(
+            "proxy.max-body-bytes",
+            raw.proxy.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+        )?,
+        upstream_connect_timeout: millis(
+            "proxy.upstream-connect-timeout-ms",
+            raw.proxy.upstream_connect_timeout_ms,
+            10_000,
+        )?,
+        upstream_read_timeout: millis(
+            "proxy.upstream-read-timeout-ms",
+            raw.proxy.upstream_read_timeout_ms,
+            300_000,
+        )?,
+        key_cache_ttl: millis("proxy.key-cache-ttl-ms", raw.proxy.key_cache_ttl_ms, 1_000)?,
+        balance_refresh: millis(
+            "proxy.balance-refresh-ms",
+            raw.proxy.balance_refresh_ms,
+            1_000,
+        )?,
+        grace_period: Duration::from_secs(raw.proxy.grace_period_secs.unwrap_or(5)),
+    };
+    let control_plane = ControlPlaneConfig {
+        listen: socket_addr(
+            "control-plane.listen",
+            raw.control_plane.listen,
+            DEFAULT_CONTROL_PLANE_LISTEN,
+        )?,
+    };
+    let store_url = raw
+        .store
+        .url
+        .unwrap_or_else(|| DEFAULT_STORE_URL.to_string());
+    if !(store_url.starts_with("sqlite:")
+        || store_url.starts_with("postgres://")
+        || store_url.starts_with("postgresql://"))
+    {
+        return Err((
+            "store.url".into(),
+            format!("`{store_url}` is neither a sqlite: nor a postgres:// URL"),
+        ));
+    }
+    let store = StoreConfig {
+        url: store_url,
+        max_connections: positive("store.max-connections", raw.store.max_connections, 16)?,
+    };
+    let redis = raw.redis.map(|r| RedisConfig {
+        url: Secret::new(r.url),
+    });
+    let usage = UsageConfig {
+        channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
+        batch_size: positive("usage.batch-size", raw.usage.batch_size, 512)?,
+        flush_interval: millis("usage.flush-interval-ms", raw.usage.flush_interval_ms, 50)?,
+    };
+    let log = LogConfig {
+        level: raw.log.level.unwrap_or_else(|| "info".to_string()),
+    };
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut providers_by_id = HashMap::new();
+    for (i, p) in raw.providers.into_iter().enumerate() {
+        let provider = provider(i, p, env)?;
+        if providers_by_id
+            .insert(provider.id.clone(), providers.len())
+            .is_some()
+        {
+            return Err((
+                format!("providers[{i}].id"),
+                format!("provider `{}` is defined twice", provider.id),
+            ));
+        }
+        providers.push(provider);
+    }
+
+    let mut models = Vec::with_capacity(raw.models.len());
+    let mut models_by_id = HashMap::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        let model = model(i, m, &providers_by_id)?;
+        if models_by_id
+            .insert(model.id.clone(), models.len())
+            .is_some()
+        {
+            return Err((
+                format!("models[{i}].id"),
+                format!("model `{}` is defined twice", model.id),
+            ));
+        }
+        models.push(model);
+    }
+
+    Ok(Config {
+        proxy,
+        control_plane,
+        store,
+        redis,
+        usage,
+        log,
+        providers,
+        models,
+        models_by_id,
+        providers_by_id,
+    })
+}
+
+fn provider(
+    i: usize,
+    raw: RawProvider,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, Invalid> {
+    let at = |key: &str| format!("providers[{i}].{key}");
+    if raw.id.is_empty() || raw.id.contains('/') {
+        return Err((
+            at("id"),
+            format!("`{}` must be non-empty and contain no `/`", raw.id),
+        ));
+    }
+    let kind = match raw.kind.as_str() {
+        "openai" => ProviderKind::OpenAi,
+        "mock" => ProviderKind::Mock,
+        other => {
+            return Err((
+                at("kind"),
+                format!("unknown provider kind `{other}` (expected `openai` or `mock`)"),
+            ))
+        }
+    };
+    let endpoint = match kind {
+        ProviderKind::Mock => {
+            if raw.base_url.is_some() {
+                return Err((
+                    at("base-url"),
+                    "the mock provider runs in-process and takes no base-url".into(),
+                ));
+            }
+            None
+        }
+        ProviderKind::OpenAi => Some(
+            endpoint(raw.base_url.as_deref().unwrap_or(OPENAI_BASE_URL))
+                .map_err(|m| (at("base-url"), m))?,
+        ),
+    };
+    let api_key = match raw.api_key_env {
+        None => None,
+        Some(var) => match env(&var) {
+            Some(value) if !value.is_empty() => Some(Secret::new(value)),
+            _ => {
+                return Err((
+                    at("api-key-env"),
+                    format!("environment variable `{var}` is not set (it should hold this provider's API key)"),
+                ))
+            }
+        },
+    };
+    Ok(Provider {
+        id: raw.id,
+        kind,
+        endpoint,
+        api_key,
+        headers: raw.headers.into_iter().collect(),
+    })
+}
+
+fn endpoint(text: &str) -> Result<Endpoint, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    let tls = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => return Err(format!("scheme `{other}` is not http or https")),
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("`{text}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("`{text}` has no port"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not have a query or fragment"));
+    }
+    Ok(Endpoint {
+        tls,
+        host,
+        port,
+        base_path: url.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn model(i: usize, raw: RawModel, providers: &HashMap<String, usize>) -> Result<Model, Invalid> {
+    let at = |key: &str| format!("models[{i}].{key}");
+    let Some((provider, name)) = raw.id.split_once('/') else {
+        return Err((at("id"), format!("`{}` must be `provider/model`", raw.id)));
+    };
+    if name.is_empty() {
+        return Err((at("id"), format!("`{}` has an empty model name", raw.id)));
+    }
+    if !providers.contains_key(provider) {
+        return Err((
+            at("id"),
+            format!(
+                "`{}` names provider `{provider}`, which is not configured",
+                raw.id
+            ),
+        ));
+    }
+    let price = |key: &str, text: &str| -> Result<NanoUsd, Invalid> {
+        let value = NanoUsd::parse_usd(text).map_err(|e| (at(key), e.to_string()))?;
+        if value.nanos() < 0 {
+            return Err((at(key), format!("`{text}` is negative")));
+        }
+        Ok(value)
+    };
+    let price = Price {
+        input_per_mtok: price("input-usd-per-mtok", &raw.input_usd_per_mtok)?,
+        output_per_mtok: price("output-usd-per-mtok", &raw.output_usd_per_mtok)?,
+    };
+    if raw.context_window == 0 {
+        return Err((at("context-window"), "must be greater than 0".into()));
+    }
+    let max_output_tokens = raw.max_output_tokens.unwrap_or(raw.context_window);
+    if max_output_tokens == 0 || max_output_tokens > raw.context_window {
+        return Err((
+            at("max-output-tokens"),
+            "must be greater than 0 and at most context-window".into(),
+        ));
+    }
+    Ok(Model {
+        provider: provider.to_string(),
+        upstream: raw.upstream.unwrap_or_else(|| name.to_string()),
+        id: raw.id,
+        price,
+        context_window: raw.context_window,
+        max_output_tokens,
+    })
+}
+
+fn socket_addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, Invalid> {
+    let text = value.unwrap_or_else(|| default.to_string());
+    text.parse().map_err(|_| {
+        (
+            key.to_string(),
+            format!("`{text}` is not an IP:port address (e.g. `127.0.0.1:8080`)"),
+        )
+    })
+}
+
+fn positive<T: PartialOrd + Default + Copy>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+) -> Result<T, Invalid> {
+    let v = value.unwrap_or(default);
+    if v <= T::default() {
+        return Err((key.to_string(), "must be greater than 0".into()));
+    }
+    Ok(v)
+}
+
+fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, Invalid> {
+    Ok(Duration::from_millis(positive(key, value, default)?))
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

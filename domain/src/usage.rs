@@ -1,0 +1,31 @@
+//! The record of one metered request, as the data plane emits it and the store keeps it.
+//!
+//! It holds metadata only — never prompt or completion text (PRIVACY.md [P3]).
+
+use crate::money::NanoUsd;
+
+/// One metered API call. `request_id` is unique: writing the same event twice is a no-op,
+/// which is what makes retries and spool replays charge once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub account_id: String,
+    pub key_id: String,
+    /// Milliseconds since the Unix epoch when the request arrived.
+    pub created_at_ms: i64,
+    /// The model id the client asked for, as configured (`provider/model`).
+    pub model: String,
+    pub provider: String,
+    /// The model name sent to the provider.
+    pub upstream_model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost: NanoUsd,
+    /// HTTP status returned to the client.
+    pub status: u16,
+    pub streamed: bool,
+    /// True when the provider never reported usage (stream cut short) and the
+    /// token counts are TokenRoute's estimate.
+    pub estimated: bool,
+    pub duration_ms: i64,
+}

@@ -1,0 +1,129 @@
+//! Authentication: `Authorization: Bearer tr-...` (or `x-api-key`, as Anthropic SDKs
+//! send it) → SHA-256 → in-memory cache → the store on a miss.
+//!
+//! A cached key is trusted for `key-cache-ttl-ms` (1 s by default) and then read
+//! again, which bounds how long a revoked key keeps working on any node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use pingora::http::RequestHeader;
+use tokenroute_domain::api_key::looks_like_key;
+use tokenroute_domain::KeyHash;
+use tokenroute_store::{KeyRecord, Store};
+
+use crate::error::ApiError;
+
+/// Entries past this count are dropped wholesale; a cache, not a registry.
+const MAX_ENTRIES: usize = 100_000;
+
+pub struct KeyCache {
+    store: Store,
+    ttl: Duration,
+    entries: RwLock<HashMap<KeyHash, (Arc<KeyRecord>, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(store: Store, ttl: Duration) -> KeyCache {
+        KeyCache {
+            store,
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The usable key the request carries, or the reason it is refused.
+    pub async fn authenticate(&self, req: &RequestHeader) -> Result<Arc<KeyRecord>, ApiError> {
+        let presented = presented_key(req).ok_or(ApiError::MissingKey)?;
+        if !looks_like_key(presented) {
+            return Err(ApiError::InvalidKey);
+        }
+        let record = self.lookup(KeyHash::of(presented)).await?;
+        if record.revoked_at_ms.is_some() {
+            return Err(ApiError::RevokedKey);
+        }
+        if record.account_status != "active" {
+            return Err(ApiError::AccountInactive(record.account_status.clone()));
+        }
+        Ok(record)
+    }
+
+    async fn lookup(&self, hash: KeyHash) -> Result<Arc<KeyRecord>, ApiError> {
+        if let Some((record, at)) = self
+            .entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+        {
+            if at.elapsed() < self.ttl {
+                return Ok(record.clone());
+            }
+        }
+        let record = self
+            .store
+            .key_by_hash(&hash)
+            .await
+            .map_err(|e| ApiError::Internal(format!("key lookup: {e}")))?
+            .ok_or(ApiError::InvalidKey)?;
+        let record = Arc::new(record);
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(hash, (record.clone(), Instant::now()));
+        Ok(record)
+    }
+}
+
+/// The credential in `Authorization: Bearer ...`, else in `x-api-key`.
+fn presented_key(req: &RequestHeader) -> Option<&str> {
+    if let Some(value) = req.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty());
+    }
+    req.headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), v.to_string()).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn finds_bearer_and_x_api_key_credentials() {
+        assert_eq!(
+            presented_key(&req(&[("authorization", "Bearer tr-abc")])),
+            Some("tr-abc")
+        );
+        assert_eq!(
+            presented_key(&req(&[("authorization", "bearer  tr-abc ")])),
+            Some("tr-abc")
+        );
+        assert_eq!(
+            presented_key(&req(&[("x-api-key", "tr-xyz")])),
+            Some("tr-xyz")
+        );
+        assert_eq!(
+            presented_key(&req(&[("authorization", "Basic dXNlcg==")])),
+            None
+        );
+        assert_eq!(presented_key(&req(&[("authorization", "Bearer ")])), None);
+        assert_eq!(presented_key(&req(&[])), None);
+    }
+}

@@ -1,0 +1,222 @@
+//! Account balances served from memory, with reservations.
+//!
+//! An account's available credit is `ledger − unpersisted − reserved`:
+//! * `ledger`: the sum of its ledger entries as last read from the store;
+//! * `unpersisted`: usage settled here whose debit the usage writer has not committed yet;
+//! * `reserved`: the worst-case cost of requests in flight.
+//!
+//! Before forwarding, a request reserves its worst-case cost, capped by what is
+//! available (402 when nothing is); afterwards it settles at the real cost. So
+//! concurrent requests cannot push a balance below zero by more than one request's
+//! settled excess. Re-reading the ledger and committing usage take the same lock
+//! (`ledger_io`), so a refresh never counts a debit twice or misses one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokenroute_domain::NanoUsd;
+use tokenroute_store::{Store, StoreError};
+use tokio::sync::mpsc;
+
+#[derive(Debug)]
+struct Balance {
+    ledger: NanoUsd,
+    unpersisted: NanoUsd,
+    reserved: NanoUsd,
+    loaded_at: Instant,
+    refresh_queued: bool,
+}
+
+impl Balance {
+    fn available(&self) -> NanoUsd {
+        self.ledger - self.unpersisted - self.reserved
+    }
+}
+
+type Entry = Arc<Mutex<Balance>>;
+
+fn lock(entry: &Entry) -> MutexGuard<'_, Balance> {
+    entry.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub struct CreditBook {
+    store: Store,
+    accounts: Mutex<HashMap<String, Entry>>,
+    refresh_every: Duration,
+    refresh_tx: mpsc::Sender<String>,
+    /// Held while reading a balance from the store and while committing usage.
+    ledger_io: tokio::sync::Mutex<()>,
+}
+
+/// Credit held for one request in flight. Dropping it without settling releases it
+/// (the request failed before the provider produced anything: nothing is charged).
+pub struct Reservation {
+    entry: Entry,
+    amount: NanoUsd,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreditError {
+    #[error("insufficient credits (available {available})")]
+    Insufficient { available: NanoUsd },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl CreditBook {
+    /// A book, and the receiver of balance-refresh requests that [`run_refresher`] serves.
+    pub fn new(store: Store, refresh_every: Duration) -> (Arc<CreditBook>, mpsc::Receiver<String>) {
+        let (refresh_tx, refresh_rx) = mpsc::channel(1024);
+        let book = CreditBook {
+            store,
+            accounts: Mutex::new(HashMap::new()),
+            refresh_every,
+            refresh_tx,
+            ledger_io: tokio::sync::Mutex::new(()),
+        };
+        (Arc::new(book), refresh_rx)
+    }
+
+    /// Reserves up to `worst_case` for a request; fails when nothing is available.
+    pub async fn reserve(
+        &self,
+        account_id: &str,
+        worst_case: NanoUsd,
+    ) -> Result<Reservation, CreditError> {
+        let entry = self.entry(account_id).await?;
+        let mut balance = lock(&entry);
+        if balance.loaded_at.elapsed() >= self.refresh_every && !balance.refresh_queued {
+            // Off the request path: the refresher re-reads the ledger in the background.
+            balance.refresh_queued = self.refresh_tx.try_send(account_id.to_string()).is_ok();
+        }
+        let available = balance.available();
+        if !available.is_positive() {
+            return Err(CreditError::Insufficient { available });
+        }
+        let amount = worst_case.min(available);
+        balance.reserved += amount;
+        drop(balance);
+        Ok(Reservation { entry, amount })
+    }
+
+    /// The balance as this node sees it (ledger minus unpersisted usage), for tests and
+    /// error messages.
+    pub async fn balance(&self, account_id: &str) -> Result<NanoUsd, CreditError> {
+        let entry = self.entry(account_id).await?;
+        let b = lock(&entry);
+        Ok(b.ledger - b.unpersisted)
+    }
+
+    /// Runs `commit` (which writes usage debits to the store) under the ledger lock,
+    /// then forgets the committed amounts from `unpersisted`.
+    pub async fn commit_usage<F, T>(
+        &self,
+        debits: &[(String, NanoUsd)],
+        commit: F,
+    ) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let _io = self.ledger_io.lock().await;
+        let result = commit.await?;
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (account_id, cost) in debits {
+            if let Some(entry) = accounts.get(account_id) {
+                lock(entry).unpersisted -= *cost;
+            }
+        }
+        Ok(result)
+    }
+
+    async fn entry(&self, account_id: &str) -> Result<Entry, CreditError> {
+        if let Some(entry) = self
+            .accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(account_id)
+        {
+            return Ok(entry.clone());
+        }
+        let _io = self.ledger_io.lock().await;
+        let ledger = self.store.balance(account_id).await?;
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = accounts
+            .entry(account_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Balance {
+                    ledger,
+                    unpersisted: NanoUsd::ZERO,
+                    reserved: NanoUsd::ZERO,
+                    loaded_at: Instant::now(),
+                    refresh_queued: false,
+                }))
+            })
+            .clone();
+        Ok(entry)
+    }
+
+    async fn refresh(&self, account_id: &str) -> Result<(), StoreError> {
+        let _io = self.ledger_io.lock().await;
+        let ledger = self.store.balance(account_id).await?;
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = accounts.get(account_id) {
+            let mut b = lock(entry);
+            b.ledger = ledger;
+            b.loaded_at = Instant::now();
+            b.refresh_queued = false;
+        }
+        Ok(())
+    }
+}
+
+impl Reservation {
+    pub fn amount(&self) -> NanoUsd {
+        self.amount
+    }
+
+    /// Replaces the hold by the real cost, which the usage writer will persist.
+    pub fn settle(mut self, cost: NanoUsd) {
+        let mut b = lock(&self.entry);
+        b.reserved -= self.amount;
+        b.unpersisted += cost;
+        self.amount = NanoUsd::ZERO;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.amount != NanoUsd::ZERO {
+            lock(&self.entry).reserved -= self.amount;
+        }
+    }
+}
+
+/// Serves balance-refresh requests until the book's senders are gone or `shutdown` fires.
+pub async fn run_refresher(
+    book: Arc<CreditBook>,
+    mut requests: mpsc::Receiver<String>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let account_id = tokio::select! {
+            next = requests.recv() => match next {
+                Some(id) => id,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        if let Err(e) = book.refresh(&account_id).await {
+            tracing::warn!(error = %e, "could not refresh an account balance; keeping the cached one");
+            // Let a later request queue it again.
+            if let Some(entry) = book
+                .accounts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&account_id)
+            {
+                lock(entry).refresh_queued = false;
+            }
+        }
+    }
+}

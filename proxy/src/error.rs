@@ -1,0 +1,123 @@
+//! Errors a client can receive from the data plane, each with its HTTP status and an
+//! OpenAI-shaped body (`{"error": {"message", "type", "param", "code"}}`), so OpenAI
+//! SDKs surface the message as they would OpenAI's own.
+
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("You didn't provide an API key. Send it as `Authorization: Bearer tr-...`; create one with `tokenroute keys create` or in the dashboard.")]
+    MissingKey,
+    #[error("Incorrect API key provided. TokenRoute keys start with `tr-`; check the key or create a new one.")]
+    InvalidKey,
+    #[error("This API key has been revoked and can no longer be used. Create a new key in the dashboard.")]
+    RevokedKey,
+    #[error("The account that owns this API key is {0}. Contact support if this is unexpected.")]
+    AccountInactive(String),
+    #[error("Insufficient credits: the balance of this account is {balance}. Top up in the dashboard to continue.")]
+    InsufficientCredits { balance: String },
+    #[error("The request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error("The model `{0}` does not exist. List the available models with GET /v1/models.")]
+    UnknownModel(String),
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    #[error(
+        "Unknown request URL: {method} {path}. See GET /v1/models and POST /v1/chat/completions."
+    )]
+    NotFound { method: String, path: String },
+    #[error("The provider `{provider}` could not be reached: {detail}. Try again, or pick another model.")]
+    UpstreamUnavailable { provider: String, detail: String },
+    #[error("The provider `{provider}` did not answer in time ({detail}). Try again, or pick another model.")]
+    UpstreamTimeout { provider: String, detail: String },
+    #[error("The provider `{provider}` failed: {detail}.")]
+    UpstreamFailed { provider: String, detail: String },
+    #[error("Internal error; the request was not charged. Please retry.")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::MissingKey | ApiError::InvalidKey | ApiError::RevokedKey => 401,
+            ApiError::AccountInactive(_) => 403,
+            ApiError::InsufficientCredits { .. } => 402,
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidRequest { .. }
+            | ApiError::UnknownModel(_) => 400,
+            ApiError::NotFound { .. } => 404,
+            ApiError::BodyTooLarge { .. } => 413,
+            ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
+            ApiError::UpstreamTimeout { .. } => 504,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    fn kind_and_code(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::MissingKey => ("invalid_request_error", "missing_api_key"),
+            ApiError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
+            ApiError::RevokedKey => ("invalid_request_error", "revoked_api_key"),
+            ApiError::AccountInactive(_) => ("permission_error", "account_inactive"),
+            ApiError::InsufficientCredits { .. } => ("insufficient_quota", "insufficient_credits"),
+            ApiError::MalformedJson(_) => ("invalid_request_error", "invalid_json"),
+            ApiError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
+            ApiError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            ApiError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            ApiError::NotFound { .. } => ("invalid_request_error", "unknown_url"),
+            ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),
+            ApiError::UpstreamTimeout { .. } => ("upstream_error", "upstream_timeout"),
+            ApiError::UpstreamFailed { .. } => ("upstream_error", "upstream_failed"),
+            ApiError::Internal(_) => ("server_error", "internal_error"),
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ApiError::UnknownModel(_) => Some("model"),
+            ApiError::InvalidRequest { param, .. } => *param,
+            _ => None,
+        }
+    }
+
+    /// The JSON body sent to the client.
+    pub fn body(&self) -> Vec<u8> {
+        let (kind, code) = self.kind_and_code();
+        let body = json!({
+            "error": {
+                "message": self.to_string(),
+                "type": kind,
+                "param": self.param(),
+                "code": code,
+            }
+        });
+        body.to_string().into_bytes()
+    }
+
+    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> ApiError {
+        ApiError::InvalidRequest {
+            message: message.into(),
+            param,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_the_openai_shape() {
+        let e = ApiError::UnknownModel("nope/x".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 400);
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert!(v["error"]["message"].as_str().unwrap().contains("nope/x"));
+    }
+}

@@ -1,0 +1,293 @@
+//! `POST /v1/chat/completions`, end to end: authenticate, read and parse the body,
+//! resolve the model, reserve credit, forward, stream or return the answer while
+//! metering it, and settle the reservation at the real cost.
+//!
+//! Charging rules: nothing is charged when the provider produced nothing (errors
+//! before or instead of an answer); an answer is charged the usage the provider
+//! reported, or — when a stream ends without one — a marked estimate.
+
+use bytes::Bytes;
+use pingora::proxy::Session;
+use tokenroute_domain::config::Model;
+
+use crate::chat::ChatRequest;
+use crate::credit::{CreditError, Reservation};
+use crate::ctx::RequestCtx;
+use crate::error::ApiError;
+use crate::meter::openai::{usage_of_response, Disposition, StreamMeter};
+use crate::meter::sse::SseSplitter;
+use crate::meter::{estimate_tokens, Tokens};
+use crate::state::ProxyState;
+use crate::upstream::{UpstreamError, UpstreamRequest, UpstreamResponse};
+use crate::{body, respond};
+
+/// Largest non-streaming answer accepted from a provider.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest provider error body relayed to the client.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+pub async fn chat_completions(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(), ApiError> {
+    ctx.metered = true;
+    let key = state.keys.authenticate(session.req_header()).await?;
+    ctx.key = Some(key.clone());
+    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let chat = ChatRequest::parse(&raw)?;
+    ctx.model = Some(chat.model.clone());
+    ctx.streamed = chat.stream;
+    let model = state
+        .config
+        .model(&chat.model)
+        .ok_or_else(|| ApiError::UnknownModel(chat.model.clone()))?;
+    let provider = state
+        .config
+        .provider(&model.provider)
+        .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
+    ctx.provider = Some(provider.id.clone());
+    ctx.upstream_model = Some(model.upstream.clone());
+
+    let reservation = reserve(state, &key.account_id, model, &chat, raw.len()).await?;
+    let upstream_body = Bytes::from(chat.to_openai_upstream(&model.upstream));
+    let mut response = state
+        .upstream
+        .send(UpstreamRequest {
+            provider,
+            path: "/chat/completions",
+            body: upstream_body,
+            stream: chat.stream,
+        })
+        .await
+        .map_err(|e| upstream_error(&provider.id, e))?;
+
+    if !(200..300).contains(&response.status) {
+        return relay_refusal(state, session, ctx, response, &provider.id).await;
+    }
+    let prompt_estimate = estimate_tokens(raw.len());
+    let outcome = if chat.stream {
+        stream(
+            session,
+            ctx,
+            &mut response,
+            chat.client_wants_usage,
+            prompt_estimate,
+        )
+        .await
+    } else {
+        whole(session, ctx, &mut response, prompt_estimate).await
+    };
+    settle(ctx, model, reservation, outcome.tokens, outcome.estimated);
+    state.upstream.release(response).await;
+    Ok(())
+}
+
+async fn reserve(
+    state: &ProxyState,
+    account_id: &str,
+    model: &Model,
+    chat: &ChatRequest,
+    body_len: usize,
+) -> Result<Reservation, ApiError> {
+    // Worst case: every body byte a third of a token (denser than any real prompt),
+    // capped by the context window, plus the most output the request may produce.
+    let prompt = (body_len as u64).div_ceil(3).min(model.context_window);
+    let output = chat
+        .max_output_tokens
+        .unwrap_or(model.max_output_tokens)
+        .min(model.max_output_tokens);
+    let worst_case = model.price.cost(prompt, output);
+    state
+        .credit
+        .reserve(account_id, worst_case)
+        .await
+        .map_err(|e| match e {
+            CreditError::Insufficient { available } => ApiError::InsufficientCredits {
+                balance: available.max(tokenroute_domain::NanoUsd::ZERO).to_string(),
+            },
+            CreditError::Store(e) => ApiError::Internal(format!("balance lookup: {e}")),
+        })
+}
+
+fn settle(
+    ctx: &mut RequestCtx,
+    model: &Model,
+    reservation: Reservation,
+    tokens: Tokens,
+    estimated: bool,
+) {
+    let cost = model.price.cost(tokens.input, tokens.output);
+    reservation.settle(cost);
+    ctx.tokens = tokens;
+    ctx.cost = cost;
+    ctx.estimated = estimated;
+}
+
+struct Outcome {
+    tokens: Tokens,
+    estimated: bool,
+}
+
+/// A non-streaming answer: read whole (bounded), metered from its `usage`, returned.
+async fn whole(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    response: &mut UpstreamResponse,
+    prompt_estimate: u64,
+) -> Outcome {
+    let body = match response.collect(MAX_RESPONSE_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            // The provider may have produced (and billed) an answer we could not
+            // read; without its usage nothing is charged, and the client learns why.
+            let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
+            let _ = respond::error(session, ctx, &err).await;
+            return Outcome {
+                tokens: Tokens::default(),
+                estimated: false,
+            };
+        }
+    };
+    let outcome = match usage_of_response(&body) {
+        Some(tokens) => Outcome {
+            tokens,
+            estimated: false,
+        },
+        None => Outcome {
+            tokens: Tokens {
+                input: prompt_estimate,
+                output: estimate_tokens(body.len()),
+            },
+            estimated: true,
+        },
+    };
+    let content_type = response
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/json".into());
+    if let Err(e) = respond::whole(session, ctx, 200, &content_type, Bytes::from(body)).await {
+        tracing::debug!(request_id = %ctx.request_id, error = %e, "client went away before the answer was delivered");
+    }
+    outcome
+}
+
+/// A streamed answer: forwarded event by event as it arrives, metered on the way.
+async fn stream(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    response: &mut UpstreamResponse,
+    client_wants_usage: bool,
+    prompt_estimate: u64,
+) -> Outcome {
+    let mut splitter = SseSplitter::new();
+    let mut meter = StreamMeter::default();
+    let mut client_alive = start_stream(session, ctx).await.is_ok();
+    while client_alive {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                // Headers are out; tell the client in-band, as OpenAI does.
+                let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
+                let event = format!("data: {}\n\n", String::from_utf8_lossy(&err.body()));
+                let _ = session
+                    .write_response_body(Some(Bytes::from(event)), false)
+                    .await;
+                break;
+            }
+        };
+        let mut out = Vec::with_capacity(chunk.len());
+        for event in splitter.push(&chunk) {
+            if meter.observe(&event, client_wants_usage) == Disposition::Forward {
+                out.extend_from_slice(&event.raw);
+            }
+        }
+        if !out.is_empty()
+            && session
+                .write_response_body(Some(Bytes::from(out)), false)
+                .await
+                .is_err()
+        {
+            client_alive = false;
+        }
+    }
+    if client_alive {
+        let _ = session.write_response_body(None, true).await;
+    } else {
+        tracing::info!(request_id = %ctx.request_id, "client disconnected mid-stream; billing what the provider produced");
+    }
+    match meter.usage {
+        Some(tokens) => Outcome {
+            tokens,
+            estimated: false,
+        },
+        None => Outcome {
+            tokens: Tokens {
+                input: prompt_estimate,
+                output: estimate_tokens(meter.generated_bytes),
+            },
+            estimated: true,
+        },
+    }
+}
+
+async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
+    let mut h = respond::header(200, "text/event-stream", ctx)?;
+    h.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+    ctx.status = 200;
+    ctx.response_started = true;
+    session.write_response_header(Box::new(h), false).await
+}
+
+/// The provider refused or failed. Nothing is charged. Client errors (4xx) are the
+/// client's to fix and are relayed as the provider worded them — except refusals of
+/// TokenRoute's own credentials, which are the operator's; server errors become 502.
+async fn relay_refusal(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut response: UpstreamResponse,
+    provider: &str,
+) -> Result<(), ApiError> {
+    let status = response.status;
+    let body = response.collect(MAX_ERROR_BYTES).await.unwrap_or_default();
+    state.upstream.release(response).await;
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match status {
+        401 | 403 => Err(ApiError::UpstreamFailed {
+            provider: provider.to_string(),
+            detail: format!("it refused TokenRoute's credentials (HTTP {status}); the operator must fix the provider key"),
+        }),
+        400..=499 => {
+            let content_type = response_content_type(&body);
+            respond::whole(session, ctx, status, content_type, Bytes::from(body))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))
+        }
+        _ => Err(ApiError::UpstreamFailed {
+            provider: provider.to_string(),
+            detail: format!("HTTP {status}: {message}"),
+        }),
+    }
+}
+
+fn response_content_type(body: &[u8]) -> &'static str {
+    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
+fn upstream_error(provider: &str, e: UpstreamError) -> ApiError {
+    let provider = provider.to_string();
+    match e {
+        UpstreamError::Timeout(detail) => ApiError::UpstreamTimeout { provider, detail },
+        UpstreamError::Connect(detail) => ApiError::UpstreamUnavailable { provider, detail },
+        UpstreamError::Protocol(detail) => ApiError::UpstreamFailed { provider, detail },
+    }
+}

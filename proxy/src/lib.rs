@@ -1,0 +1,42 @@
+//! TokenRoute's data plane: a Pingora service that authenticates API keys, forwards
+//! OpenAI-style requests to providers, meters their tokens and cost, and debits the
+//! credit ledger — with no database round trip on the hot path.
+//!
+//! Module map: [`service`] (the thin `ProxyHttp`), [`exchange`] (one chat completion
+//! end to end), [`auth`], [`credit`], [`chat`] (request parsing and translation),
+//! [`upstream`] (providers over Pingora's connectors), [`meter`] (usage out of
+//! responses, and the usage writer).
+
+pub mod auth;
+mod body;
+pub mod chat;
+pub mod credit;
+mod ctx;
+pub mod error;
+mod exchange;
+pub mod meter;
+mod models;
+mod respond;
+pub mod service;
+pub mod state;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use pingora::proxy::http_proxy_service;
+use pingora::server::configuration::ServerConf;
+use pingora::services::Service;
+
+pub use service::TokenRoute;
+pub use state::{BackgroundTasks, ProxyState};
+
+/// The data plane as a Pingora service listening on the configured address.
+pub fn proxy_service(
+    server_conf: &Arc<ServerConf>,
+    state: Arc<ProxyState>,
+) -> impl Service + 'static {
+    let listen = state.config.proxy.listen.to_string();
+    let mut service = http_proxy_service(server_conf, TokenRoute { state });
+    service.add_tcp(&listen);
+    service
+}

@@ -1,0 +1,34 @@
+//! `GET /v1/models`: the configured models, with what a client needs to choose one.
+
+use serde_json::{json, Value};
+use tokenroute_domain::config::Config;
+use tokenroute_domain::NanoUsd;
+
+pub fn list(config: &Config) -> Vec<u8> {
+    let data: Vec<Value> = config
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.provider,
+                "context_window": m.context_window,
+                "max_output_tokens": m.max_output_tokens,
+                "pricing": {
+                    "input_usd_per_mtok": usd(m.price.input_per_mtok),
+                    "output_usd_per_mtok": usd(m.price.output_per_mtok),
+                },
+            })
+        })
+        .collect();
+    json!({"object": "list", "data": data})
+        .to_string()
+        .into_bytes()
+}
+
+/// A price as a decimal string without the `$`, e.g. `"0.15"`.
+fn usd(n: NanoUsd) -> String {
+    n.to_string().replacen('$', "", 1)
+}

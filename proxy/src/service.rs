@@ -1,0 +1,133 @@
+//! The Pingora `ProxyHttp` implementation: thin, each phase hands off to a module.
+//!
+//! `request_filter` owns the whole exchange and returns `Ok(true)` ("response
+//! written"), so Pingora's own upstream phases never run; `logging` records the
+//! request (usage row, access log) whatever happened.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+use tokenroute_domain::clock::now_ms;
+use tokenroute_domain::UsageEvent;
+
+use crate::ctx::RequestCtx;
+use crate::error::ApiError;
+use crate::state::ProxyState;
+use crate::{exchange, models, respond};
+
+pub struct TokenRoute {
+    pub state: Arc<ProxyState>,
+}
+
+#[async_trait]
+impl ProxyHttp for TokenRoute {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        ctx.request_id = uuid::Uuid::now_v7().to_string();
+        ctx.started = Some(Instant::now());
+        ctx.received_at_ms = now_ms();
+        let method = session.req_header().method.as_str().to_string();
+        let path = session.req_header().uri.path().to_string();
+        let result = match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/chat/completions") => {
+                exchange::chat_completions(&self.state, session, ctx).await
+            }
+            ("GET", "/v1/models") => self.list_models(session, ctx).await,
+            ("GET", "/healthz") => respond::whole(session, ctx, 200, "text/plain", "ok\n".into())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string())),
+            _ => Err(ApiError::NotFound { method, path }),
+        };
+        if let Err(e) = result {
+            if matches!(e, ApiError::Internal(_)) {
+                tracing::error!(request_id = %ctx.request_id, error = ?e, "internal error");
+            }
+            respond::error(session, ctx, &e).await?;
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        // Never reached: request_filter answers every request itself.
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "no upstream phase in TokenRoute",
+        ))
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let duration_ms = ctx
+            .started
+            .map(|s| i64::try_from(s.elapsed().as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let req = session.req_header();
+        tracing::info!(
+            target: "tokenroute::access",
+            request_id = %ctx.request_id,
+            client = %session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+            method = %req.method,
+            path = %req.uri.path(),
+            status = ctx.status,
+            duration_ms,
+            model = ctx.model.as_deref().unwrap_or(""),
+            provider = ctx.provider.as_deref().unwrap_or(""),
+            input_tokens = ctx.tokens.input,
+            output_tokens = ctx.tokens.output,
+            cost_nanos = ctx.cost.nanos(),
+            user_agent = req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+        // Every attributable API call is recorded ([P3]), failures included (at no cost).
+        let (true, Some(key)) = (ctx.metered, ctx.key.as_ref()) else {
+            return;
+        };
+        self.state
+            .usage
+            .emit(UsageEvent {
+                request_id: std::mem::take(&mut ctx.request_id),
+                account_id: key.account_id.clone(),
+                key_id: key.id.clone(),
+                created_at_ms: ctx.received_at_ms,
+                model: ctx.model.clone().unwrap_or_default(),
+                provider: ctx.provider.clone().unwrap_or_default(),
+                upstream_model: ctx.upstream_model.clone().unwrap_or_default(),
+                input_tokens: i64::try_from(ctx.tokens.input).unwrap_or(i64::MAX),
+                output_tokens: i64::try_from(ctx.tokens.output).unwrap_or(i64::MAX),
+                cost: ctx.cost,
+                status: ctx.status,
+                streamed: ctx.streamed,
+                estimated: ctx.estimated,
+                duration_ms,
+            })
+            .await;
+    }
+}
+
+impl TokenRoute {
+    async fn list_models(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), ApiError> {
+        self.state.keys.authenticate(session.req_header()).await?;
+        respond::json(session, ctx, 200, models::list(&self.state.config))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+}

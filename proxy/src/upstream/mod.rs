@@ -1,0 +1,221 @@
+//! Talking to providers: one HTTP exchange per attempt over Pingora's pooled
+//! connectors (TLS with SNI and certificate verification, keep-alive, TCP_NODELAY).
+//!
+//! The data plane drives the upstream exchange itself instead of letting Pingora's
+//! proxy loop do it: Pingora 0.9 replays at most 64 KiB of a request body, and a
+//! request must be routed, translated and retried identically whatever its size. So
+//! the whole body is read first, and each attempt sends it from memory.
+
+mod mock;
+mod resolve;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+use tokenroute_domain::config::{Endpoint, Provider, ProviderKind};
+
+use resolve::Resolver;
+
+/// Keep idle upstream connections this long for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct UpstreamClient {
+    connector: Connector,
+    resolver: Resolver,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+/// One request to a provider, body already translated.
+pub struct UpstreamRequest<'a> {
+    pub provider: &'a Provider,
+    /// Path under the provider's base URL, e.g. `/chat/completions`.
+    pub path: &'a str,
+    pub body: Bytes,
+    pub stream: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{0}")]
+    Connect(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<Box<Error>> for UpstreamError {
+    fn from(e: Box<Error>) -> Self {
+        let text = e.to_string();
+        match e.etype() {
+            ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout => UpstreamError::Timeout(text),
+            ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::TLSHandshakeFailure => UpstreamError::Connect(text),
+            _ => UpstreamError::Protocol(text),
+        }
+    }
+}
+
+/// A provider's answer: status and content type now, the body chunk by chunk.
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    source: Source,
+}
+
+enum Source {
+    Http {
+        session: Box<HttpSession>,
+        peer: Box<HttpPeer>,
+    },
+    Mock(VecDeque<Bytes>),
+}
+
+impl UpstreamClient {
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> UpstreamClient {
+        UpstreamClient {
+            connector: Connector::new(None),
+            resolver: Resolver::default(),
+            connect_timeout,
+            read_timeout,
+        }
+    }
+
+    /// Sends the request and reads the response header.
+    pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        let endpoint = match (&req.provider.kind, &req.provider.endpoint) {
+            (ProviderKind::Mock, _) => return Ok(mock::respond(&req.body)),
+            (_, Some(endpoint)) => endpoint,
+            (_, None) => {
+                return Err(UpstreamError::Connect(format!(
+                    "provider {} has no endpoint",
+                    req.provider.id
+                )))
+            }
+        };
+        let addr = self.resolver.resolve(&endpoint.host, endpoint.port).await?;
+        let mut peer = HttpPeer::new(addr, endpoint.tls, endpoint.host.clone());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
+
+        let (mut session, _reused) = self.connector.get_http_session(&peer).await?;
+        session.set_read_timeout(Some(self.read_timeout));
+        let header = request_header(&req, endpoint)?;
+        session.write_request_header(Box::new(header)).await?;
+        session.write_request_body(req.body, true).await?;
+        session.finish_request_body().await?;
+        session.read_response_header().await?;
+        let response = session
+            .response_header()
+            .ok_or_else(|| UpstreamError::Protocol("no response header".into()))?;
+        let status = response.status.as_u16();
+        let content_type = response
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(UpstreamResponse {
+            status,
+            content_type,
+            source: Source::Http {
+                session: Box::new(session),
+                peer: Box::new(peer),
+            },
+        })
+    }
+
+    /// Returns a fully read connection to the pool; anything else is closed.
+    pub async fn release(&self, response: UpstreamResponse) {
+        if let Source::Http { mut session, peer } = response.source {
+            if session.response_done() {
+                self.connector
+                    .release_http_session(*session, &*peer, Some(POOL_IDLE_TIMEOUT))
+                    .await;
+            } else {
+                session.shutdown().await;
+            }
+        }
+    }
+}
+
+impl UpstreamResponse {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        match &mut self.source {
+            Source::Http { session, .. } => loop {
+                match session.read_response_body().await? {
+                    Some(b) if b.is_empty() => continue,
+                    other => return Ok(other),
+                }
+            },
+            Source::Mock(chunks) => Ok(chunks.pop_front()),
+        }
+    }
+
+    /// The whole body, refusing more than `limit` bytes.
+    pub async fn collect(&mut self, limit: usize) -> Result<Vec<u8>, UpstreamError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(UpstreamError::Protocol(format!(
+                    "response larger than {limit} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+fn request_header(
+    req: &UpstreamRequest<'_>,
+    endpoint: &Endpoint,
+) -> Result<RequestHeader, UpstreamError> {
+    let path = format!("{}{}", endpoint.base_path, req.path);
+    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8))?;
+    let default_port = if endpoint.tls { 443 } else { 80 };
+    let host = if endpoint.port == default_port {
+        endpoint.host.clone()
+    } else {
+        format!("{}:{}", endpoint.host, endpoint.port)
+    };
+    h.insert_header(http::header::HOST, host)?;
+    h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    h.insert_header(http::header::CONTENT_LENGTH, req.body.len().to_string())?;
+    h.insert_header(
+        http::header::ACCEPT,
+        if req.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    )?;
+    h.insert_header(
+        http::header::USER_AGENT,
+        concat!("tokenroute/", env!("CARGO_PKG_VERSION")),
+    )?;
+    if let Some(key) = &req.provider.api_key {
+        h.insert_header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", key.expose()),
+        )?;
+    }
+    for (name, value) in &req.provider.headers {
+        h.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(h)
+}

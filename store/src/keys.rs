@@ -1,0 +1,139 @@
+//! API keys, by hash. The plaintext never reaches this module.
+
+use sqlx::Row;
+use tokenroute_domain::api_key::ApiKey;
+use tokenroute_domain::clock::now_ms;
+use tokenroute_domain::KeyHash;
+
+use crate::{new_id, Store, StoreError};
+
+/// What to create: the key's owner and its name.
+#[derive(Debug, Clone)]
+pub struct NewKey<'a> {
+    pub account_id: &'a str,
+    pub name: &'a str,
+}
+
+/// A stored key, as authentication and listings need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub display_prefix: String,
+    pub last_four: String,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    /// The owning account's status (`active`, `suspended`, `deleted`).
+    pub account_status: String,
+}
+
+impl KeyRecord {
+    pub fn is_usable(&self) -> bool {
+        self.revoked_at_ms.is_none() && self.account_status == "active"
+    }
+
+    fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
+        Ok(KeyRecord {
+            id: row.try_get("id")?,
+            account_id: row.try_get("account_id")?,
+            name: row.try_get("name")?,
+            display_prefix: row.try_get("display_prefix")?,
+            last_four: row.try_get("last_four")?,
+            created_at_ms: row.try_get("created_at")?,
+            last_used_at_ms: row.try_get("last_used_at")?,
+            revoked_at_ms: row.try_get("revoked_at")?,
+            account_status: row.try_get("status")?,
+        })
+    }
+}
+
+const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.display_prefix, k.last_four, k.created_at,
+     k.last_used_at, k.revoked_at, a.status";
+
+impl Store {
+    /// Stores a new key's hash. A hash that was ever stored — revoked or not — is
+    /// refused (the unique index), so a key can never be issued twice.
+    pub async fn create_key(
+        &self,
+        new: &NewKey<'_>,
+        key: &ApiKey,
+    ) -> Result<KeyRecord, StoreError> {
+        let id = new_id();
+        let result = sqlx::query(
+            "INSERT INTO api_keys (id, account_id, key_hash, name, display_prefix, last_four, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(new.account_id)
+        .bind(key.hash().as_str())
+        .bind(new.name)
+        .bind(key.display_prefix())
+        .bind(key.last_four())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict(
+                    "this key was issued before and can never be issued again".into(),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.key_by_hash(&key.hash())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("key {id} vanished")))
+    }
+
+    /// The key with this hash, revoked or not, with its account's status.
+    pub async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id
+             WHERE k.key_hash = $1"
+        ))
+        .bind(hash.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(KeyRecord::from_row).transpose()?)
+    }
+
+    /// The account's keys, newest first, revoked ones included.
+    pub async fn keys_of_account(&self, account_id: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id
+             WHERE k.account_id = $1 ORDER BY k.created_at DESC, k.id DESC"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(KeyRecord::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Revokes a key by id. Its row and hash stay forever ([P17]). Returns whether it
+    /// was active until now (revoking twice is harmless).
+    pub async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now_ms())
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")
+                    .bind(key_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("no key with id {key_id}")));
+            }
+        }
+        Ok(done.rows_affected() == 1)
+    }
+}

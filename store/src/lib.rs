@@ -1,0 +1,55 @@
+//! TokenRoute's store: accounts, API keys, the credit ledger, usage and top-ups.
+//!
+//! One set of SQL runs on both backends through sqlx's `Any` driver: Postgres in
+//! production, SQLite (a file under a data directory) as the embedded default. The
+//! schema conventions that make this possible are described in `migrations/`.
+//! SQL lives here, in functions named for what they do; callers never write queries.
+
+mod accounts;
+mod connect;
+mod error;
+mod keys;
+mod ledger;
+mod usage;
+
+pub use accounts::Account;
+pub use connect::Backend;
+pub use error::StoreError;
+pub use keys::{KeyRecord, NewKey};
+pub use ledger::{LedgerEntry, LedgerKind};
+
+use sqlx::AnyPool;
+
+/// A handle to the database; cheap to clone (it is a pool).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The underlying pool, for tests and tools that inspect the database directly.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection (waits for checked-out ones to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A new time-ordered id (UUIDv7), used for every primary key TokenRoute creates.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
