@@ -1,1 +1,30 @@
+//! The end-to-end harness: a real TokenRoute (both planes, in-process, real sockets),
+//! a fake OpenAI provider speaking the wire format of `shared/fixtures/providers/`,
+//! and a fresh store per test on SQLite or Postgres.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod db;
+pub mod fake_openai;
+pub mod gateway;
+
+pub use db::{Backend, TestDb};
+pub use fake_openai::{FakeOpenAi, Reply};
+pub use gateway::Gateway;
+
+/// Reads a provider fixture from `shared/fixtures/providers/`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = format!(
+        "{}/../../shared/fixtures/providers/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,205 @@
+//! A TokenRoute under test: both planes in this process on free ports, pointed at a
+//! fake provider and a fresh store. Stopped (fast) when dropped.
+
+use std::time::{Duration, Instant};
+
+use tokenroute::{launch, Planes, Running, Stop};
+use tokenroute_domain::api_key::ApiKey;
+use tokenroute_domain::config::Config;
+use tokenroute_domain::{NanoUsd, UsageEvent};
+use tokenroute_store::{LedgerKind, NewKey, Store};
+
+use crate::{free_port, Backend, FakeOpenAi, TestDb};
+
+/// The provider key the gateway is configured with; clients never see it.
+pub const PROVIDER_KEY: &str = "sk-test-provider-key";
+
+/// Knobs tests turn; everything else is the production default.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub max_body_bytes: usize,
+    pub read_timeout_ms: u64,
+    pub key_cache_ttl_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_body_bytes: 16 * 1024 * 1024,
+            read_timeout_ms: 10_000,
+            key_cache_ttl_ms: 1_000,
+        }
+    }
+}
+
+pub struct Gateway {
+    /// `http://127.0.0.1:PORT`, the data plane.
+    pub base: String,
+    /// `http://127.0.0.1:PORT`, the control plane.
+    pub control_plane: String,
+    /// A separate connection to the gateway's store, for assertions.
+    pub store: Store,
+    pub config: Config,
+    running: Option<Running>,
+    _db: TestDb,
+}
+
+impl Gateway {
+    pub async fn start(backend: Backend, fake: &FakeOpenAi) -> Gateway {
+        Self::start_with(backend, fake, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, fake: &FakeOpenAi, opts: Options) -> Gateway {
+        let db = TestDb::new(backend).await;
+        let toml = format!(
+            r#"
+[proxy]
+listen = "127.0.0.1:{port}"
+threads = 2
+max-body-bytes = {max_body}
+upstream-connect-timeout-ms = 2000
+upstream-read-timeout-ms = {read_timeout}
+key-cache-ttl-ms = {ttl}
+grace-period-secs = 0
+
+[control-plane]
+listen = "127.0.0.1:0"
+
+[store]
+url = "{url}"
+
+[usage]
+flush-interval-ms = 5
+
+[log]
+level = "warn"
+
+[[providers]]
+id = "openai"
+kind = "openai"
+base-url = "{fake}"
+api-key-env = "PROVIDER_KEY"
+
+[[providers]]
+id = "dead"
+kind = "openai"
+base-url = "http://127.0.0.1:{dead}/v1"
+
+[[models]]
+id = "openai/gpt-4o-mini"
+upstream = "gpt-4o-mini"
+input-usd-per-mtok = "0.15"
+output-usd-per-mtok = "0.60"
+context-window = 128000
+max-output-tokens = 16384
+
+[[models]]
+id = "dead/model"
+input-usd-per-mtok = "1"
+output-usd-per-mtok = "1"
+context-window = 1000
+"#,
+            port = free_port(),
+            max_body = opts.max_body_bytes,
+            read_timeout = opts.read_timeout_ms,
+            ttl = opts.key_cache_ttl_ms,
+            url = db.url,
+            fake = fake.base_url(),
+            dead = free_port(),
+        );
+        let config = Config::from_toml(&toml, "test", &|var| {
+            (var == "PROVIDER_KEY").then(|| PROVIDER_KEY.to_string())
+        })
+        .unwrap();
+        let launch_config = config.clone();
+        // launch() runs its own runtime: start it from a plain thread.
+        let running = std::thread::spawn(move || {
+            launch(
+                launch_config,
+                Planes {
+                    proxy: true,
+                    control_plane: true,
+                },
+            )
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        let store = Store::connect(&db.url, 2).await.unwrap();
+        Gateway {
+            base: format!("http://{}", running.proxy_addr.unwrap()),
+            control_plane: format!("http://{}", running.control_plane_addr.unwrap()),
+            store,
+            config,
+            running: Some(running),
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates an account with `credits_usd` of credit and a key, as
+    /// `tokenroute keys create` does. Returns (plaintext key, account id, key id).
+    pub async fn key_with_credits(
+        &self,
+        email: &str,
+        credits_usd: &str,
+    ) -> (String, String, String) {
+        let account = self.store.upsert_account_by_email(email).await.unwrap();
+        let amount = NanoUsd::parse_usd(credits_usd).unwrap();
+        if amount.is_positive() {
+            let reference = tokenroute_store::new_id();
+            self.store
+                .book(
+                    &account.id,
+                    LedgerKind::Adjustment,
+                    amount,
+                    &reference,
+                    Some("test"),
+                )
+                .await
+                .unwrap();
+        }
+        let key = ApiKey::generate();
+        let record = self
+            .store
+            .create_key(
+                &NewKey {
+                    account_id: &account.id,
+                    name: "test",
+                },
+                &key,
+            )
+            .await
+            .unwrap();
+        (key.plaintext().to_string(), account.id, record.id)
+    }
+
+    /// Waits (up to 10 s) until the account has `n` usage rows, and returns them.
+    pub async fn wait_usage(&self, account_id: &str, n: usize) -> Vec<UsageEvent> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.store.usage_of_account(account_id, 1000).await.unwrap();
+            if rows.len() >= n || Instant::now() > deadline {
+                assert_eq!(rows.len(), n, "usage rows for the account");
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The price of the test model, for computing expected costs.
+    pub fn price(&self, model: &str) -> tokenroute_domain::Price {
+        self.config.model(model).unwrap().price
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = std::thread::spawn(move || running.stop(Stop::Fast)).join();
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! `POST /v1/chat/completions` end to end over real sockets, on both stores:
+//! a key authenticates, the request is forwarded, its tokens and cost are metered,
+//! and the ledger is debited to the nano-dollar — or the request is refused with the
+//! right status in OpenAI's error shape, and nothing is charged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokenroute_domain::NanoUsd;
+use tokenroute_tests::fake_openai::fixture_events;
+use tokenroute_tests::gateway::{Options, PROVIDER_KEY};
+use tokenroute_tests::{Backend, FakeOpenAi, Gateway, Reply};
+
+const MODEL: &str = "openai/gpt-4o-mini";
+
+fn chat(stream: bool) -> Value {
+    json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "stream": stream,
+    })
+}
+
+async fn post(
+    gw: &Gateway,
+    key: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    req.send().await.unwrap()
+}
+
+fn body_of(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+/// Asserts an OpenAI-shaped error with this status and code; returns the message.
+async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> String {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert!(
+        resp.headers().get("x-request-id").is_some(),
+        "errors carry a request id"
+    );
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["type"].is_string(), "{v}");
+    let message = v["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.len() > 20,
+        "a message a person can act on: {message}"
+    );
+    message
+}
+
+async fn non_streaming_request_is_metered_to_the_nano_dollar(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, key_id) = gw.key_with_credits("alice@example.com", "10").await;
+
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tokenroute-provider"], "openai");
+    assert_eq!(resp.headers()["x-tokenroute-model"], MODEL);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "The capital of France is Paris."
+    );
+
+    // The provider saw its own key and model name, never the client's key.
+    let seen = fake.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {PROVIDER_KEY}")
+    );
+    assert!(!String::from_utf8_lossy(&seen[0].body).contains(&key));
+    assert_eq!(seen[0].json()["model"], "gpt-4o-mini");
+
+    // Exactly one usage row, with the fixture's usage (24 in, 8 out) and its exact cost.
+    let rows = gw.wait_usage(&account, 1).await;
+    let expected = gw.price(MODEL).cost(24, 8);
+    assert_eq!(expected, NanoUsd(24 * 150 + 8 * 600));
+    let row = &rows[0];
+    assert_eq!(row.request_id, request_id);
+    assert_eq!(row.key_id, key_id);
+    assert_eq!((row.input_tokens, row.output_tokens), (24, 8));
+    assert_eq!(row.cost, expected);
+    assert_eq!(
+        (row.status, row.streamed, row.estimated),
+        (200, false, false)
+    );
+    assert_eq!(
+        (row.model.as_str(), row.provider.as_str()),
+        (MODEL, "openai")
+    );
+
+    // And a ledger debit equal to the cost, to the nano-dollar.
+    let ledger = gw.store.ledger(&account, 10).await.unwrap();
+    let debits: Vec<_> = ledger.iter().filter(|e| e.kind == "usage").collect();
+    assert_eq!(debits.len(), 1);
+    assert_eq!(debits[0].amount, -expected);
+    assert_eq!(debits[0].reference, request_id);
+    assert_eq!(
+        gw.store.balance(&account).await.unwrap(),
+        NanoUsd(10_000_000_000) - expected
+    );
+}
+
+async fn streaming_request_is_metered_from_the_usage_chunk(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("bob@example.com", "1").await;
+
+    let resp = post(&gw, Some(&key), body_of(&chat(true))).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    // TokenRoute asked the provider for usage on its own behalf...
+    assert_eq!(
+        fake.requests()[0].json()["stream_options"]["include_usage"],
+        true
+    );
+    // ...but the client did not ask, so it gets the stream exactly as OpenAI would send it.
+    let expected: String = fixture_events(false)
+        .iter()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    assert_eq!(text, expected);
+    assert!(text.ends_with("data: [DONE]\n\n"));
+
+    let rows = gw.wait_usage(&account, 1).await;
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (24, 8));
+    assert_eq!(rows[0].cost, gw.price(MODEL).cost(24, 8));
+    assert!(rows[0].streamed && !rows[0].estimated);
+    assert_eq!(
+        gw.store.balance(&account).await.unwrap(),
+        NanoUsd(1_000_000_000) - rows[0].cost
+    );
+}
+
+async fn streaming_with_include_usage_forwards_the_usage_chunk(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("carol@example.com", "1").await;
+    let mut body = chat(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let text = post(&gw, Some(&key), body_of(&body))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let expected: String = fixture_events(true)
+        .iter()
+        .map(|b| String::from_utf8(b.to_vec()).unwrap())
+        .collect();
+    assert_eq!(text, expected);
+    gw.wait_usage(&account, 1).await;
+}
+
+/// Pingora replays only 64 KiB of a body; TokenRoute must forward 2 MiB whole.
+async fn two_mib_requests_are_forwarded_whole(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("dave@example.com", "10").await;
+    let long = "lorem ipsum dolor sit amet ".repeat(2 * 1024 * 1024 / 27 + 1);
+    for stream in [false, true] {
+        // `model` after `messages`, as many SDKs serialize it.
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"{long}"}}],"stream":{stream},"model":"{MODEL}"}}"#
+        );
+        assert!(body.len() > 2 * 1024 * 1024);
+        let resp = post(&gw, Some(&key), body).await;
+        assert_eq!(resp.status(), 200, "stream={stream}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("Paris"), "stream={stream}");
+        let got = fake.requests().last().unwrap().json();
+        assert_eq!(
+            got["messages"][0]["content"].as_str().unwrap(),
+            long,
+            "stream={stream}"
+        );
+    }
+    let rows = gw.wait_usage(&account, 2).await;
+    assert!(rows.iter().all(|r| r.status == 200 && r.cost.is_positive()));
+}
+
+async fn requests_without_a_valid_key_get_401(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let body = body_of(&chat(false));
+    expect_error(post(&gw, None, body.clone()).await, 401, "missing_api_key").await;
+    expect_error(
+        post(&gw, Some("sk-not-ours"), body.clone()).await,
+        401,
+        "invalid_api_key",
+    )
+    .await;
+    let unknown = tokenroute_domain::ApiKey::generate();
+    expect_error(
+        post(&gw, Some(unknown.plaintext()), body).await,
+        401,
+        "invalid_api_key",
+    )
+    .await;
+    assert!(fake.requests().is_empty(), "nothing reached the provider");
+}
+
+async fn a_revoked_key_is_refused(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        key_cache_ttl_ms: 200,
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, account, key_id) = gw.key_with_credits("erin@example.com", "1").await;
+    assert_eq!(
+        post(&gw, Some(&key), body_of(&chat(false))).await.status(),
+        200
+    );
+
+    assert!(gw.store.revoke_key(&key_id).await.unwrap());
+    // The key was cached by the first request; revocation reaches the proxy within the TTL.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let message = expect_error(
+        post(&gw, Some(&key), body_of(&chat(false))).await,
+        401,
+        "revoked_api_key",
+    )
+    .await;
+    assert!(message.contains("revoked"));
+    assert_eq!(fake.requests().len(), 1);
+    gw.wait_usage(&account, 1).await;
+}
+
+async fn an_exhausted_balance_gets_402_and_no_charge(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("frank@example.com", "0").await;
+    let message = expect_error(
+        post(&gw, Some(&key), body_of(&chat(false))).await,
+        402,
+        "insufficient_credits",
+    )
+    .await;
+    assert!(message.contains("$0.00"), "{message}");
+    assert!(fake.requests().is_empty());
+    // The refusal is recorded (metadata of every call, [P3]) at no cost.
+    let rows = gw.wait_usage(&account, 1).await;
+    assert_eq!((rows[0].status, rows[0].cost), (402, NanoUsd::ZERO));
+    assert_eq!(gw.store.balance(&account).await.unwrap(), NanoUsd::ZERO);
+}
+
+async fn malformed_requests_get_400(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("grace@example.com", "1").await;
+    expect_error(
+        post(&gw, Some(&key), "{\"model\": ").await,
+        400,
+        "invalid_json",
+    )
+    .await;
+    let mut unknown = chat(false);
+    unknown["model"] = json!("nobody/nothing");
+    let message = expect_error(
+        post(&gw, Some(&key), body_of(&unknown)).await,
+        400,
+        "model_not_found",
+    )
+    .await;
+    assert!(message.contains("nobody/nothing"));
+    let no_messages = json!({"model": MODEL});
+    expect_error(
+        post(&gw, Some(&key), body_of(&no_messages)).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert!(fake.requests().is_empty());
+    let rows = gw.wait_usage(&account, 3).await;
+    assert!(rows
+        .iter()
+        .all(|r| r.status == 400 && r.cost == NanoUsd::ZERO));
+    assert_eq!(
+        gw.store.balance(&account).await.unwrap(),
+        NanoUsd(1_000_000_000)
+    );
+}
+
+async fn a_body_over_the_limit_gets_413(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        max_body_bytes: 1024 * 1024,
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, _, _) = gw.key_with_credits("heidi@example.com", "1").await;
+    let big = format!(
+        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    expect_error(
+        post(&gw, Some(&key), big.clone()).await,
+        413,
+        "request_too_large",
+    )
+    .await;
+    // Without a Content-Length (chunked upload), the limit holds while reading.
+    let chunks = futures_util::stream::iter(
+        big.into_bytes()
+            .chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let resp = post(&gw, Some(&key), reqwest::Body::wrap_stream(chunks)).await;
+    expect_error(resp, 413, "request_too_large").await;
+    assert!(fake.requests().is_empty());
+}
+
+async fn provider_failures_get_502_or_504_and_no_charge(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        read_timeout_ms: 300,
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, account, _) = gw.key_with_credits("ivan@example.com", "1").await;
+
+    let mut dead = chat(false);
+    dead["model"] = json!("dead/model");
+    let message = expect_error(
+        post(&gw, Some(&key), body_of(&dead)).await,
+        502,
+        "upstream_unavailable",
+    )
+    .await;
+    assert!(message.contains("dead"), "{message}");
+
+    fake.reply(Reply::Status(
+        500,
+        r#"{"error":{"message":"The server had an error"}}"#.into(),
+    ));
+    let message = expect_error(
+        post(&gw, Some(&key), body_of(&chat(false))).await,
+        502,
+        "upstream_failed",
+    )
+    .await;
+    assert!(message.contains("500"), "{message}");
+
+    fake.reply(Reply::Hang);
+    expect_error(
+        post(&gw, Some(&key), body_of(&chat(true))).await,
+        504,
+        "upstream_timeout",
+    )
+    .await;
+
+    // A provider's own refusal of the client's request (429) is relayed as the provider said it.
+    let limited = String::from_utf8(tokenroute_tests::fixture("openai/error-429.json")).unwrap();
+    fake.reply(Reply::Status(429, limited));
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 429);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+
+    let rows = gw.wait_usage(&account, 4).await;
+    let mut statuses: Vec<u16> = rows.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![429, 502, 502, 504]);
+    assert!(rows.iter().all(|r| r.cost == NanoUsd::ZERO));
+    assert_eq!(
+        gw.store.balance(&account).await.unwrap(),
+        NanoUsd(1_000_000_000)
+    );
+}
+
+/// A stream the provider cuts before its usage: the client is told in-band, and
+/// billed a marked estimate of what was produced.
+async fn a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("judy@example.com", "1").await;
+    fake.reply(Reply::Cut { after_events: 4 });
+    let resp = post(&gw, Some(&key), body_of(&chat(true))).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("The capital"), "{text}");
+    assert!(
+        text.contains("upstream_failed"),
+        "the client learns the stream broke: {text}"
+    );
+    let rows = gw.wait_usage(&account, 1).await;
+    assert!(rows[0].estimated);
+    assert!(rows[0].output_tokens > 0 && rows[0].cost.is_positive());
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(tokenroute_tests::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(tokenroute_tests::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    non_streaming_request_is_metered_to_the_nano_dollar,
+    streaming_request_is_metered_from_the_usage_chunk,
+    streaming_with_include_usage_forwards_the_usage_chunk,
+    two_mib_requests_are_forwarded_whole,
+    requests_without_a_valid_key_get_401,
+    a_revoked_key_is_refused,
+    an_exhausted_balance_gets_402_and_no_charge,
+    malformed_requests_get_400,
+    a_body_over_the_limit_gets_413,
+    provider_failures_get_502_or_504_and_no_charge,
+    a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate,
+);
