@@ -125,19 +125,23 @@ pub struct Model {
 impl Config {
     /// Reads and validates `path`, or the built-in default when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::load`], resolving `api-key-env` variables through `env`.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
                     file: path.display().to_string(),
                     message: e.to_string(),
                 })?;
-                Self::from_toml(&text, &path.display().to_string(), &|k| {
-                    std::env::var(k).ok()
-                })
+                Self::from_toml(&text, &path.display().to_string(), env)
             }
-            None => Self::from_toml(DEFAULT_CONFIG_TOML, "<built-in default>", &|k| {
-                std::env::var(k).ok()
-            }),
+            None => Self::from_toml(DEFAULT_CONFIG_TOML, "<built-in default>", env),
         }
     }
 
