@@ -297,7 +297,9 @@ fn check_configs(files: &[PathBuf], global: Option<&Path>) -> Result<(), String>
             Ok(_) => {
                 eprintln!("ok: {name}");
                 for var in unset.borrow().iter() {
-                    eprintln!("  note: environment variable {var} is not set here; start-up needs it");
+                    eprintln!(
+                        "  note: environment variable {var} is not set here; start-up needs it"
+                    );
                 }
             }
             Err(e) => {

@@ -22,25 +22,41 @@ fn tokenroute(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The built-in default with free ports instead of 8080/8081 (tests run in parallel).
 fn default_config_on_free_ports(dir: &Path) -> (std::path::PathBuf, u16) {
     let port = free_port();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/tokenroute.toml"))
-        .unwrap()
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
-        .replace("grace-period-secs = 5", "grace-period-secs = 0");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conf/tokenroute.toml"
+    ))
+    .unwrap()
+    .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+    .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
+    .replace("grace-period-secs = 5", "grace-period-secs = 0");
     let path = dir.join("tokenroute.toml");
     std::fs::write(&path, text).unwrap();
     (path, port)
 }
 
 fn last_line(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap().lines().last().unwrap().to_string()
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
 }
 
 struct Serve(Child);
@@ -55,7 +71,10 @@ impl Drop for Serve {
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not start listening on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not start listening on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -63,9 +82,22 @@ fn wait_for_port(port: u16) {
 #[test]
 fn keys_create_uses_the_default_data_dir_and_stores_only_the_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokenroute(dir.path(), &["keys", "create", "--email", "Ann@Example.com", "--credits", "2.50"]);
+    let out = tokenroute(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--email",
+            "Ann@Example.com",
+            "--credits",
+            "2.50",
+        ],
+    );
     let key = last_line(&out);
-    assert!(key.starts_with("tr-") && key.len() == 46, "the key alone on the last line: {key:?}");
+    assert!(
+        key.starts_with("tr-") && key.len() == 46,
+        "the key alone on the last line: {key:?}"
+    );
     let db = dir.path().join("data/tokenroute.db");
     assert!(db.exists(), "embedded default keeps its data under ./data");
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -75,16 +107,25 @@ fn keys_create_uses_the_default_data_dir_and_stores_only_the_hash() {
     for file in ["data/tokenroute.db", "data/tokenroute.db-wal"] {
         if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
             let secret = &key.as_bytes()[3..];
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret), "{file} holds the key");
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{file} holds the key"
+            );
         }
     }
 
     let listed = tokenroute(dir.path(), &["keys", "list", "--email", "ann@example.com"]);
     let listing = String::from_utf8(listed.stdout).unwrap();
-    assert!(listing.contains(&key[..7]) && listing.contains("active"), "{listing}");
+    assert!(
+        listing.contains(&key[..7]) && listing.contains("active"),
+        "{listing}"
+    );
     assert!(!listing.contains(&key), "listings never show the key");
 
-    let bad = tokenroute(dir.path(), &["keys", "create", "--email", "x@y.z", "--credits", "lots"]);
+    let bad = tokenroute(
+        dir.path(),
+        &["keys", "create", "--email", "x@y.z", "--credits", "lots"],
+    );
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--credits"));
 }
@@ -106,7 +147,19 @@ async fn a_running_serve_accepts_a_key_created_by_the_cli_and_meters_the_readme_
     wait_for_port(port);
 
     // Created while serve runs, by another process on the same data directory.
-    let out = tokenroute(dir.path(), &["--config", &config, "keys", "create", "--email", "you@example.com", "--credits", "5"]);
+    let out = tokenroute(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "keys",
+            "create",
+            "--email",
+            "you@example.com",
+            "--credits",
+            "5",
+        ],
+    );
     let key = last_line(&out);
 
     // The README's curl, as reqwest.
@@ -137,7 +190,11 @@ async fn a_running_serve_accepts_a_key_created_by_the_cli_and_meters_the_readme_
     // SIGTERM stops it cleanly (and writes the usage it metered).
     let mut serve = serve;
     let pid = serve.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = serve.0.try_wait().unwrap() {
@@ -148,12 +205,35 @@ async fn a_running_serve_accepts_a_key_created_by_the_cli_and_meters_the_readme_
     };
     assert!(status.success(), "{status:?}");
     let stderr = std::io::read_to_string(serve.0.stderr.take().unwrap()).unwrap();
-    assert!(stderr.contains(&format!("http://127.0.0.1:{port}/v1")), "serve logs where it listens: {stderr}");
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/v1")),
+        "serve logs where it listens: {stderr}"
+    );
 
-    let listed = tokenroute(dir.path(), &["--config", &config, "keys", "list", "--email", "you@example.com"]);
+    let listed = tokenroute(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "keys",
+            "list",
+            "--email",
+            "you@example.com",
+        ],
+    );
     assert!(listed.status.success());
     // The balance went down by the metered cost: keys create on the account shows it.
-    let again = tokenroute(dir.path(), &["--config", &config, "keys", "create", "--email", "you@example.com"]);
+    let again = tokenroute(
+        dir.path(),
+        &[
+            "--config",
+            &config,
+            "keys",
+            "create",
+            "--email",
+            "you@example.com",
+        ],
+    );
     let text = String::from_utf8(again.stdout).unwrap();
     assert!(text.contains("Account balance: $4.99"), "{text}");
 }
@@ -166,15 +246,27 @@ fn config_check_accepts_every_shipped_config_and_names_bad_keys() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let out = tokenroute(dir.path(), &["config", "check", path.to_str().unwrap()]);
-            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[[providers]]\nid = \"x\"\nkind = \"carrier-pigeon\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[[providers]]\nid = \"x\"\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
     let out = tokenroute(dir.path(), &["config", "check", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("providers[0].kind") && stderr.contains("carrier-pigeon"), "{stderr}");
+    assert!(
+        stderr.contains("providers[0].kind") && stderr.contains("carrier-pigeon"),
+        "{stderr}"
+    );
 
     // A bad config stops start-up with the same message.
     let out = tokenroute(dir.path(), &["--config", bad.to_str().unwrap(), "serve"]);
@@ -199,6 +291,9 @@ fn every_command_has_help() {
     ] {
         let out = tokenroute(dir.path(), args);
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
 }

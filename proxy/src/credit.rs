@@ -6,7 +6,8 @@
 //! * `reserved`: the worst-case cost of requests in flight.
 //!
 //! Before forwarding, a request reserves its worst-case cost, capped by what is
-//! available (402 when nothing is); afterwards it settles at the real cost. So
+//! available (402 when nothing is); afterwards it settles at the real cost. Only one
+//! request per account may hold a capped (partial) reservation at a time, so
 //! concurrent requests cannot push a balance below zero by more than one request's
 //! settled excess. Re-reading the ledger and committing usage take the same lock
 //! (`ledger_io`), so a refresh never counts a debit twice or misses one.
@@ -26,6 +27,9 @@ struct Balance {
     reserved: NanoUsd,
     loaded_at: Instant,
     refresh_queued: bool,
+    /// A request holds less than its worst case (the balance could not cover it).
+    /// Only one may at a time: that is what bounds overspend by one request's excess.
+    partial_in_flight: bool,
 }
 
 impl Balance {
@@ -54,6 +58,7 @@ pub struct CreditBook {
 pub struct Reservation {
     entry: Entry,
     amount: NanoUsd,
+    partial: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,13 +96,19 @@ impl CreditBook {
             balance.refresh_queued = self.refresh_tx.try_send(account_id.to_string()).is_ok();
         }
         let available = balance.available();
-        if !available.is_positive() {
+        let partial = available < worst_case;
+        if !available.is_positive() || partial && balance.partial_in_flight {
             return Err(CreditError::Insufficient { available });
         }
         let amount = worst_case.min(available);
         balance.reserved += amount;
+        balance.partial_in_flight |= partial;
         drop(balance);
-        Ok(Reservation { entry, amount })
+        Ok(Reservation {
+            entry,
+            amount,
+            partial,
+        })
     }
 
     /// The balance as this node sees it (ledger minus unpersisted usage), for tests and
@@ -109,7 +120,8 @@ impl CreditBook {
     }
 
     /// Runs `commit` (which writes usage debits to the store) under the ledger lock,
-    /// then forgets the committed amounts from `unpersisted`.
+    /// then moves the committed amounts from `unpersisted` into `ledger`, so that the
+    /// cached ledger sum stays what a refresh would read.
     pub async fn commit_usage<F, T>(
         &self,
         debits: &[(String, NanoUsd)],
@@ -123,7 +135,10 @@ impl CreditBook {
         let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
         for (account_id, cost) in debits {
             if let Some(entry) = accounts.get(account_id) {
-                lock(entry).unpersisted -= *cost;
+                // The debit moved from "settled here" into the store's ledger sum.
+                let mut b = lock(entry);
+                b.unpersisted -= *cost;
+                b.ledger -= *cost;
             }
         }
         Ok(result)
@@ -150,6 +165,7 @@ impl CreditBook {
                     reserved: NanoUsd::ZERO,
                     loaded_at: Instant::now(),
                     refresh_queued: false,
+                    partial_in_flight: false,
                 }))
             })
             .clone();
@@ -176,18 +192,18 @@ impl Reservation {
     }
 
     /// Replaces the hold by the real cost, which the usage writer will persist.
-    pub fn settle(mut self, cost: NanoUsd) {
-        let mut b = lock(&self.entry);
-        b.reserved -= self.amount;
-        b.unpersisted += cost;
-        self.amount = NanoUsd::ZERO;
+    pub fn settle(self, cost: NanoUsd) {
+        lock(&self.entry).unpersisted += cost;
+        // Drop releases the hold.
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.amount != NanoUsd::ZERO {
-            lock(&self.entry).reserved -= self.amount;
+        let mut b = lock(&self.entry);
+        b.reserved -= self.amount;
+        if self.partial {
+            b.partial_in_flight = false;
         }
     }
 }

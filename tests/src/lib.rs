@@ -28,3 +28,27 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Generates one `#[tokio::test]` per store backend (modules `sqlite` and `postgres`)
+/// for each `async fn name(backend: Backend)` listed.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -409,28 +409,7 @@ async fn a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate(backend: Ba
     assert!(rows[0].output_tokens > 0 && rows[0].cost.is_positive());
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(tokenroute_tests::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(tokenroute_tests::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_stores!(
+tokenroute_tests::on_both_stores!(
     non_streaming_request_is_metered_to_the_nano_dollar,
     streaming_request_is_metered_from_the_usage_chunk,
     streaming_with_include_usage_forwards_the_usage_chunk,
