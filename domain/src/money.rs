@@ -190,11 +190,18 @@ mod tests {
         };
         // 19 in, 10 out: 19*150 + 10*600 = 8_850 nanos exactly.
         assert_eq!(price.cost(19, 10), NanoUsd(8_850));
-        // 1 input token = 0.15 nano → rounds up to 1.
-        assert_eq!(price.cost(1, 0), NanoUsd(1));
+        assert_eq!(price.cost(1, 0), NanoUsd(150));
         assert_eq!(price.cost(0, 0), NanoUsd(0));
-        // 3 tokens × 0.15 = 0.45 → 1, not 3 × 1.
-        assert_eq!(price.cost(3, 0), NanoUsd(1));
+        // A very cheap model: $0.0000001 per 1M tokens is 0.0001 nano a token.
+        let cheap = Price {
+            input_per_mtok: NanoUsd::parse_usd("0.0000001").unwrap(),
+            output_per_mtok: NanoUsd::parse_usd("0.0000003").unwrap(),
+        };
+        // One token rounds up to 1 nano; three tokens are 0.0003 nano → 1, not 3 × 1.
+        assert_eq!(cheap.cost(1, 0), NanoUsd(1));
+        assert_eq!(cheap.cost(3, 0), NanoUsd(1));
+        // 7M in + 1M out = 700 + 300 nanos exactly: no rounding when exact.
+        assert_eq!(cheap.cost(7_000_000, 1_000_000), NanoUsd(1_000));
     }
 
     #[test]

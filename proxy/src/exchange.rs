@@ -186,7 +186,18 @@ async fn stream(
     while client_alive {
         let chunk = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
+            Ok(None) => {
+                // A last event without its blank line still belongs to the client.
+                if let Some(event) = splitter.finish() {
+                    if meter.observe(&event, client_wants_usage) == Disposition::Forward {
+                        client_alive = session
+                            .write_response_body(Some(event.raw), false)
+                            .await
+                            .is_ok();
+                    }
+                }
+                break;
+            }
             Err(e) => {
                 // Headers are out; tell the client in-band, as OpenAI does.
                 let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
