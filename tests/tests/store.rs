@@ -1,0 +1,189 @@
+//! The store's promises, on both backends: usage is idempotent by request id (a
+//! replayed batch charges nothing twice), the balance is the ledger's sum, ledger
+//! references book once, and a key hash is never issued twice.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use tokenroute_domain::api_key::ApiKey;
+use tokenroute_domain::{NanoUsd, UsageEvent};
+use tokenroute_store::{LedgerKind, NewKey, Store, StoreError};
+use tokenroute_tests::{Backend, TestDb};
+
+async fn open(backend: Backend) -> (TestDb, Store) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url, 4).await.unwrap();
+    (db, store)
+}
+
+fn event(request_id: &str, account: &str, key: &str, cost: i64) -> UsageEvent {
+    UsageEvent {
+        request_id: request_id.into(),
+        account_id: account.into(),
+        key_id: key.into(),
+        created_at_ms: 1_700_000_000_000,
+        model: "openai/gpt-4o-mini".into(),
+        provider: "openai".into(),
+        upstream_model: "gpt-4o-mini".into(),
+        input_tokens: 24,
+        output_tokens: 8,
+        cost: NanoUsd(cost),
+        status: 200,
+        streamed: false,
+        estimated: false,
+        duration_ms: 12,
+    }
+}
+
+async fn replayed_usage_charges_nothing_twice(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("ops@example.com")
+        .await
+        .unwrap();
+    store
+        .book(
+            &account.id,
+            LedgerKind::Adjustment,
+            NanoUsd(1_000_000),
+            "grant-1",
+            None,
+        )
+        .await
+        .unwrap();
+    let key = ApiKey::generate();
+    let record = store
+        .create_key(
+            &NewKey {
+                account_id: &account.id,
+                name: "k",
+            },
+            &key,
+        )
+        .await
+        .unwrap();
+    let batch = vec![
+        event("req-1", &account.id, &record.id, 8_400),
+        event("req-2", &account.id, &record.id, 1),
+        event("req-3", &account.id, &record.id, 0),
+    ];
+    assert_eq!(store.record_usage(&batch).await.unwrap(), 3);
+    // A crash after commit, a retry, a spool replay: the same batch again, and overlapping.
+    assert_eq!(store.record_usage(&batch).await.unwrap(), 0);
+    let overlapping = vec![
+        batch[1].clone(),
+        event("req-4", &account.id, &record.id, 100),
+    ];
+    assert_eq!(store.record_usage(&overlapping).await.unwrap(), 1);
+
+    let usage = store.usage_of_account(&account.id, 100).await.unwrap();
+    assert_eq!(usage.len(), 4);
+    let ledger = store.ledger(&account.id, 100).await.unwrap();
+    let debits: Vec<i64> = ledger
+        .iter()
+        .filter(|e| e.kind == "usage")
+        .map(|e| e.amount.nanos())
+        .collect();
+    assert_eq!(debits.len(), 3, "free requests book no ledger entry");
+    let usage_sum: i64 = usage.iter().map(|u| u.cost.nanos()).sum();
+    assert_eq!(
+        -debits.iter().sum::<i64>(),
+        usage_sum,
+        "usage and ledger reconcile to the unit"
+    );
+    assert_eq!(
+        store.balance(&account.id).await.unwrap(),
+        NanoUsd(1_000_000 - 8_501)
+    );
+    let keys = store.keys_of_account(&account.id).await.unwrap();
+    assert_eq!(keys[0].last_used_at_ms, Some(1_700_000_000_000));
+}
+
+async fn ledger_references_book_once(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("Pay@Example.com")
+        .await
+        .unwrap();
+    assert_eq!(account.email, "pay@example.com");
+    let again = store
+        .upsert_account_by_email("pay@example.com ")
+        .await
+        .unwrap();
+    assert_eq!(again.id, account.id, "one account per email");
+    for _ in 0..3 {
+        store
+            .book(
+                &account.id,
+                LedgerKind::TopUp,
+                NanoUsd(5_000_000_000),
+                "cs_test_123",
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.balance(&account.id).await.unwrap(),
+        NanoUsd(5_000_000_000)
+    );
+    // The same reference under another kind is another entry.
+    assert!(store
+        .book(
+            &account.id,
+            LedgerKind::Refund,
+            NanoUsd(-1),
+            "cs_test_123",
+            None
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        store.balance(&account.id).await.unwrap(),
+        NanoUsd(4_999_999_999)
+    );
+}
+
+async fn a_key_hash_is_never_issued_twice_and_revocation_keeps_it(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("k@example.com")
+        .await
+        .unwrap();
+    let key = ApiKey::generate();
+    let new = NewKey {
+        account_id: &account.id,
+        name: "first",
+    };
+    let record = store.create_key(&new, &key).await.unwrap();
+    assert!(store.revoke_key(&record.id).await.unwrap());
+    assert!(
+        !store.revoke_key(&record.id).await.unwrap(),
+        "revoking twice is harmless"
+    );
+    let kept = store.key_by_hash(&key.hash()).await.unwrap().unwrap();
+    assert!(
+        kept.revoked_at_ms.is_some() && !kept.is_usable(),
+        "the hash stays, revoked"
+    );
+    assert!(matches!(
+        store.create_key(&new, &key).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.revoke_key("no-such-key").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn migrations_are_idempotent(backend: Backend) {
+    let (db, store) = open(backend).await;
+    store.migrate().await.unwrap();
+    let again = Store::open(&db.url, 1).await.unwrap();
+    again.ping().await.unwrap();
+}
+
+tokenroute_tests::on_both_stores!(
+    replayed_usage_charges_nothing_twice,
+    ledger_references_book_once,
+    a_key_hash_is_never_issued_twice_and_revocation_keeps_it,
+    migrations_are_idempotent,
+);
