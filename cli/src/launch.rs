@@ -31,6 +31,8 @@ pub enum LaunchError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Spool(#[from] tokenroute_proxy::meter::spool::SpoolError),
     #[error("the data plane did not start listening on {0} (is the address in use?)")]
     ProxyNotListening(SocketAddr),
 }
@@ -106,7 +108,7 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
     };
     if planes.proxy {
         let (state, background) =
-            ProxyState::start(config.clone(), store, running.runtime.handle());
+            ProxyState::start(config.clone(), store, running.runtime.handle())?;
         running.background = Some(background);
         let addr = config.proxy.listen;
         running.pingora = Some(start_pingora(&config, state, stop_rx)?);

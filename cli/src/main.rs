@@ -213,6 +213,7 @@ async fn create_key(store: &Store, args: CreateKey) -> Result<(), String> {
             &NewKey {
                 account_id: &account.id,
                 name: &args.name,
+                limits: Default::default(),
             },
             &key,
         )

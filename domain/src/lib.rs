@@ -7,11 +7,13 @@
 pub mod api_key;
 pub mod clock;
 pub mod config;
+pub mod limits;
 pub mod money;
 pub mod secret;
 pub mod usage;
 
 pub use api_key::{ApiKey, KeyHash};
+pub use limits::KeyLimits;
 pub use money::{NanoUsd, Price};
 pub use secret::Secret;
 pub use usage::UsageEvent;

@@ -12,7 +12,20 @@ pub const NANOS_PER_USD: i64 = 1_000_000_000;
 const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
 
 /// An amount of money in nano-USD (10⁻⁹ USD). Signed: ledger debits are negative.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct NanoUsd(pub i64);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +93,17 @@ impl NanoUsd {
 
     pub fn min(self, other: NanoUsd) -> NanoUsd {
         NanoUsd(self.0.min(other.0))
+    }
+
+    /// The amount in USD as a float, for JSON fields clients display (`usage.cost`).
+    /// Never used for arithmetic.
+    pub fn as_usd_f64(self) -> f64 {
+        self.0 as f64 / NANOS_PER_USD as f64
+    }
+
+    /// The amount as a plain decimal string without `$`, e.g. `"0.0000084"`.
+    pub fn to_decimal(self) -> String {
+        self.to_string().replacen('$', "", 1)
     }
 }
 

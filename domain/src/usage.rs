@@ -2,11 +2,13 @@
 //!
 //! It holds metadata only — never prompt or completion text (PRIVACY.md [P3]).
 
+use serde::{Deserialize, Serialize};
+
 use crate::money::NanoUsd;
 
 /// One metered API call. `request_id` is unique: writing the same event twice is a no-op,
 /// which is what makes retries and spool replays charge once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {
     pub request_id: String,
     pub account_id: String,
@@ -27,5 +29,8 @@ pub struct UsageEvent {
     /// True when the provider never reported usage (stream cut short) and the
     /// token counts are TokenRoute's estimate.
     pub estimated: bool,
+    /// The client went away before the answer was complete.
+    #[serde(default)]
+    pub cancelled: bool,
     pub duration_ms: i64,
 }

@@ -9,15 +9,16 @@
 //! available (402 when nothing is); afterwards it settles at the real cost. Only one
 //! request per account may hold a capped (partial) reservation at a time, so
 //! concurrent requests cannot push a balance below zero by more than one request's
-//! settled excess. Re-reading the ledger and committing usage take the same lock
-//! (`ledger_io`), so a refresh never counts a debit twice or misses one.
+//! settled excess. Re-reading the balance and committing usage take the same lock
+//! (`ledger_io`), so a refresh never counts a debit twice or misses one; a commit
+//! returns the store's balances, which replace the cached ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokenroute_domain::NanoUsd;
-use tokenroute_store::{Store, StoreError};
+use tokenroute_store::{RecordedUsage, Store, StoreError};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -51,6 +52,8 @@ pub struct CreditBook {
     refresh_tx: mpsc::Sender<String>,
     /// Held while reading a balance from the store and while committing usage.
     ledger_io: tokio::sync::Mutex<()>,
+    /// Unpersisted usage of accounts not cached yet (adopted from the spool at start).
+    adopted: Mutex<HashMap<String, NanoUsd>>,
 }
 
 /// Credit held for one request in flight. Dropping it without settling releases it
@@ -79,6 +82,7 @@ impl CreditBook {
             refresh_every,
             refresh_tx,
             ledger_io: tokio::sync::Mutex::new(()),
+            adopted: Mutex::new(HashMap::new()),
         };
         (Arc::new(book), refresh_rx)
     }
@@ -119,29 +123,56 @@ impl CreditBook {
         Ok(b.ledger - b.unpersisted)
     }
 
-    /// Runs `commit` (which writes usage debits to the store) under the ledger lock,
-    /// then moves the committed amounts from `unpersisted` into `ledger`, so that the
-    /// cached ledger sum stays what a refresh would read.
-    pub async fn commit_usage<F, T>(
+    /// Runs `commit` (which writes usage debits to the store and returns the balances
+    /// after them) under the ledger lock; then the debits leave `unpersisted` and the
+    /// cached ledger takes the store's exact figure. Whether an event was new or a
+    /// replay already stored, the result is the same: nothing counted twice.
+    pub async fn commit_usage<F>(
         &self,
         debits: &[(String, NanoUsd)],
         commit: F,
-    ) -> Result<T, StoreError>
+    ) -> Result<RecordedUsage, StoreError>
     where
-        F: std::future::Future<Output = Result<T, StoreError>>,
+        F: std::future::Future<Output = Result<RecordedUsage, StoreError>>,
     {
         let _io = self.ledger_io.lock().await;
-        let result = commit.await?;
+        let recorded = commit.await?;
         let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut adopted = self.adopted.lock().unwrap_or_else(PoisonError::into_inner);
         for (account_id, cost) in debits {
-            if let Some(entry) = accounts.get(account_id) {
-                // The debit moved from "settled here" into the store's ledger sum.
-                let mut b = lock(entry);
-                b.unpersisted -= *cost;
-                b.ledger -= *cost;
+            match accounts.get(account_id) {
+                Some(entry) => lock(entry).unpersisted -= *cost,
+                None => {
+                    if let Some(pending) = adopted.get_mut(account_id) {
+                        *pending -= *cost;
+                    }
+                }
             }
         }
-        Ok(result)
+        adopted.retain(|_, pending| *pending != NanoUsd::ZERO);
+        for (account_id, balance) in &recorded.balances {
+            if let Some(entry) = accounts.get(account_id) {
+                lock(entry).ledger = *balance;
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Counts a usage event found in the spool at start-up (metered by an earlier run,
+    /// perhaps not yet in the store) as unpersisted, until the writer commits it.
+    pub fn adopt(&self, account_id: &str, cost: NanoUsd) {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        match accounts.get(account_id) {
+            Some(entry) => lock(entry).unpersisted += cost,
+            None => {
+                *self
+                    .adopted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(account_id.to_string())
+                    .or_default() += cost;
+            }
+        }
     }
 
     async fn entry(&self, account_id: &str) -> Result<Entry, CreditError> {
@@ -156,12 +187,18 @@ impl CreditBook {
         let _io = self.ledger_io.lock().await;
         let ledger = self.store.balance(account_id).await?;
         let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let adopted = self
+            .adopted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(account_id)
+            .unwrap_or_default();
         let entry = accounts
             .entry(account_id.to_string())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(Balance {
                     ledger,
-                    unpersisted: NanoUsd::ZERO,
+                    unpersisted: adopted,
                     reserved: NanoUsd::ZERO,
                     loaded_at: Instant::now(),
                     refresh_queued: false,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokenroute_domain::NanoUsd;
+use tokenroute_domain::{NanoUsd, UsageEvent};
 use tokenroute_store::KeyRecord;
 
 use crate::meter::Tokens;
@@ -30,4 +30,40 @@ pub struct RequestCtx {
     /// Whether the request is an API call to meter (chat completions), as opposed to
     /// a model listing or a health check.
     pub metered: bool,
+    /// The client went away before the answer was complete.
+    pub cancelled: bool,
+    /// The usage event has been handed to the spool.
+    pub recorded: bool,
+}
+
+impl RequestCtx {
+    /// The usage event of this request, if it is one to record: a metered API call
+    /// attributable to a key.
+    pub fn usage_event(&self) -> Option<UsageEvent> {
+        if !self.metered {
+            return None;
+        }
+        let key = self.key.as_ref()?;
+        let duration_ms = self
+            .started
+            .map(|s| i64::try_from(s.elapsed().as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Some(UsageEvent {
+            request_id: self.request_id.clone(),
+            account_id: key.account_id.clone(),
+            key_id: key.id.clone(),
+            created_at_ms: self.received_at_ms,
+            model: self.model.clone().unwrap_or_default(),
+            provider: self.provider.clone().unwrap_or_default(),
+            upstream_model: self.upstream_model.clone().unwrap_or_default(),
+            input_tokens: i64::try_from(self.tokens.input).unwrap_or(i64::MAX),
+            output_tokens: i64::try_from(self.tokens.output).unwrap_or(i64::MAX),
+            cost: self.cost,
+            status: self.status,
+            streamed: self.streamed,
+            estimated: self.estimated,
+            cancelled: self.cancelled,
+            duration_ms,
+        })
+    }
 }

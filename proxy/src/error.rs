@@ -37,6 +37,8 @@ pub enum ApiError {
     UpstreamTimeout { provider: String, detail: String },
     #[error("The provider `{provider}` failed: {detail}.")]
     UpstreamFailed { provider: String, detail: String },
+    #[error("TokenRoute is not accepting requests for a moment: {0}. Please retry shortly.")]
+    Unavailable(String),
     #[error("Internal error; the request was not charged. Please retry.")]
     Internal(String),
 }
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => 413,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
             ApiError::UpstreamTimeout { .. } => 504,
+            ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
     }
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),
             ApiError::UpstreamTimeout { .. } => ("upstream_error", "upstream_timeout"),
             ApiError::UpstreamFailed { .. } => ("upstream_error", "upstream_failed"),
+            ApiError::Unavailable(_) => ("server_error", "service_unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
         }
     }

@@ -14,7 +14,7 @@ use crate::chat::ChatRequest;
 use crate::credit::{CreditError, Reservation};
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
-use crate::meter::openai::{usage_of_response, Disposition, StreamMeter};
+use crate::meter::openai::{usage_of_response, with_cost, Disposition, StreamMeter};
 use crate::meter::sse::SseSplitter;
 use crate::meter::{estimate_tokens, Tokens};
 use crate::state::ProxyState;
@@ -49,6 +49,12 @@ pub async fn chat_completions(
     ctx.provider = Some(provider.id.clone());
     ctx.upstream_model = Some(model.upstream.clone());
 
+    if state.usage.is_full() {
+        // Usage could not be recorded: refuse before the provider produces anything.
+        return Err(ApiError::Unavailable(
+            "the usage spool is full while the store is unreachable".into(),
+        ));
+    }
     let reservation = reserve(state, &key.account_id, model, &chat, raw.len()).await?;
     let upstream_body = Bytes::from(chat.to_openai_upstream(&model.upstream));
     let mut response = state
@@ -66,19 +72,29 @@ pub async fn chat_completions(
         return relay_refusal(state, session, ctx, response, &provider.id).await;
     }
     let prompt_estimate = estimate_tokens(raw.len());
-    let outcome = if chat.stream {
+    if chat.stream {
         stream(
+            state,
             session,
             ctx,
             &mut response,
-            chat.client_wants_usage,
+            model,
+            reservation,
             prompt_estimate,
         )
-        .await
+        .await;
     } else {
-        whole(session, ctx, &mut response, prompt_estimate).await
-    };
-    settle(ctx, model, reservation, outcome.tokens, outcome.estimated);
+        whole(
+            state,
+            session,
+            ctx,
+            &mut response,
+            model,
+            reservation,
+            prompt_estimate,
+        )
+        .await;
+    }
     state.upstream.release(response).await;
     Ok(())
 }
@@ -110,18 +126,26 @@ async fn reserve(
         })
 }
 
-fn settle(
+/// Settles the reservation at the real cost and records the usage durably: after
+/// this returns, the request is billed whatever happens to the process.
+async fn settle_and_record(
+    state: &ProxyState,
     ctx: &mut RequestCtx,
     model: &Model,
     reservation: Reservation,
-    tokens: Tokens,
-    estimated: bool,
+    outcome: Outcome,
 ) {
-    let cost = model.price.cost(tokens.input, tokens.output);
+    let cost = model
+        .price
+        .cost(outcome.tokens.input, outcome.tokens.output);
     reservation.settle(cost);
-    ctx.tokens = tokens;
+    ctx.tokens = outcome.tokens;
     ctx.cost = cost;
-    ctx.estimated = estimated;
+    ctx.estimated = outcome.estimated;
+    if let Some(event) = ctx.usage_event() {
+        ctx.recorded = true;
+        state.usage.record(event).await;
+    }
 }
 
 struct Outcome {
@@ -129,24 +153,37 @@ struct Outcome {
     estimated: bool,
 }
 
-/// A non-streaming answer: read whole (bounded), metered from its `usage`, returned.
+impl Outcome {
+    const NOTHING: Outcome = Outcome {
+        tokens: Tokens {
+            input: 0,
+            output: 0,
+        },
+        estimated: false,
+    };
+}
+
+/// A non-streaming answer: read whole (bounded), metered from its `usage`, recorded,
+/// then returned with `usage.cost` added.
 async fn whole(
+    state: &ProxyState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     response: &mut UpstreamResponse,
+    model: &Model,
+    reservation: Reservation,
     prompt_estimate: u64,
-) -> Outcome {
+) {
     let body = match response.collect(MAX_RESPONSE_BYTES).await {
         Ok(body) => body,
         Err(e) => {
             // The provider may have produced (and billed) an answer we could not
             // read; without its usage nothing is charged, and the client learns why.
             let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
+            ctx.status = err.status();
+            settle_and_record(state, ctx, model, reservation, Outcome::NOTHING).await;
             let _ = respond::error(session, ctx, &err).await;
-            return Outcome {
-                tokens: Tokens::default(),
-                estimated: false,
-            };
+            return;
         }
     };
     let outcome = match usage_of_response(&body) {
@@ -162,56 +199,51 @@ async fn whole(
             estimated: true,
         },
     };
+    ctx.status = 200;
+    settle_and_record(state, ctx, model, reservation, outcome).await;
+    let body = with_cost(&body, ctx.cost).unwrap_or(body);
     let content_type = response
         .content_type
         .clone()
         .unwrap_or_else(|| "application/json".into());
     if let Err(e) = respond::whole(session, ctx, 200, &content_type, Bytes::from(body)).await {
+        ctx.cancelled = true;
         tracing::debug!(request_id = %ctx.request_id, error = %e, "client went away before the answer was delivered");
     }
-    outcome
 }
 
-/// A streamed answer: forwarded event by event as it arrives, metered on the way.
+/// A streamed answer: forwarded event by event as it arrives, metered on the way;
+/// the final `[DONE]` goes out only once the usage is recorded on disk.
 async fn stream(
+    state: &ProxyState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     response: &mut UpstreamResponse,
-    client_wants_usage: bool,
+    model: &Model,
+    reservation: Reservation,
     prompt_estimate: u64,
-) -> Outcome {
+) {
     let mut splitter = SseSplitter::new();
-    let mut meter = StreamMeter::default();
+    let mut meter = StreamMeter::new(model.price);
+    let mut held: Vec<Bytes> = Vec::new();
     let mut client_alive = start_stream(session, ctx).await.is_ok();
+    let mut failure = None;
     while client_alive {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => {
-                // A last event without its blank line still belongs to the client.
-                if let Some(event) = splitter.finish() {
-                    if meter.observe(&event, client_wants_usage) == Disposition::Forward {
-                        client_alive = session
-                            .write_response_body(Some(event.raw), false)
-                            .await
-                            .is_ok();
-                    }
-                }
-                break;
-            }
+        let (events, ended) = match response.chunk().await {
+            Ok(Some(chunk)) => (splitter.push(&chunk), false),
+            // A last event without its blank line still belongs to the client.
+            Ok(None) => (splitter.finish().into_iter().collect(), true),
             Err(e) => {
-                // Headers are out; tell the client in-band, as OpenAI does.
-                let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
-                let event = format!("data: {}\n\n", String::from_utf8_lossy(&err.body()));
-                let _ = session
-                    .write_response_body(Some(Bytes::from(event)), false)
-                    .await;
+                failure = Some(upstream_error(ctx.provider.as_deref().unwrap_or(""), e));
                 break;
             }
         };
-        let mut out = Vec::with_capacity(chunk.len());
-        for event in splitter.push(&chunk) {
-            if meter.observe(&event, client_wants_usage) == Disposition::Forward {
-                out.extend_from_slice(&event.raw);
+        let mut out = Vec::new();
+        for event in events {
+            match meter.observe(&event) {
+                Disposition::Forward => out.extend_from_slice(&event.raw),
+                Disposition::Replace(bytes) => out.extend_from_slice(&bytes),
+                Disposition::Hold => held.push(event.raw),
             }
         }
         if !out.is_empty()
@@ -222,13 +254,12 @@ async fn stream(
         {
             client_alive = false;
         }
+        if ended {
+            break;
+        }
     }
-    if client_alive {
-        let _ = session.write_response_body(None, true).await;
-    } else {
-        tracing::info!(request_id = %ctx.request_id, "client disconnected mid-stream; billing what the provider produced");
-    }
-    match meter.usage {
+    ctx.cancelled = !client_alive;
+    let outcome = match meter.usage {
         Some(tokens) => Outcome {
             tokens,
             estimated: false,
@@ -240,7 +271,27 @@ async fn stream(
             },
             estimated: true,
         },
+    };
+    settle_and_record(state, ctx, model, reservation, outcome).await;
+    if !client_alive {
+        tracing::info!(request_id = %ctx.request_id, "client disconnected mid-stream; billed what the provider produced");
+        return;
     }
+    if let Some(err) = failure {
+        // Headers are out; tell the client in-band, as OpenAI does, and end cleanly.
+        let event = format!("data: {}\n\n", String::from_utf8_lossy(&err.body()));
+        held = vec![Bytes::from(event)];
+    }
+    for bytes in held {
+        if session
+            .write_response_body(Some(bytes), false)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let _ = session.write_response_body(None, true).await;
 }
 
 async fn start_stream(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {

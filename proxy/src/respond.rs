@@ -16,6 +16,7 @@ pub fn header(
     let mut h = ResponseHeader::build(status, Some(8))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
+    h.insert_header("x-tokenroute-generation-id", ctx.request_id.as_str())?;
     if let Some(provider) = &ctx.provider {
         h.insert_header("x-tokenroute-provider", provider.as_str())?;
     }

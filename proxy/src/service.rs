@@ -12,7 +12,6 @@ use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use tokenroute_domain::clock::now_ms;
-use tokenroute_domain::UsageEvent;
 
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
@@ -73,10 +72,7 @@ impl ProxyHttp for TokenRoute {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let duration_ms = ctx
-            .started
-            .map(|s| i64::try_from(s.elapsed().as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let duration_ms = ctx.started.map_or(0, |s| s.elapsed().as_millis());
         let req = session.req_header();
         tracing::info!(
             target: "tokenroute::access",
@@ -93,29 +89,14 @@ impl ProxyHttp for TokenRoute {
             cost_nanos = ctx.cost.nanos(),
             user_agent = req.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
-        // Every attributable API call is recorded ([P3]), failures included (at no cost).
-        let (true, Some(key)) = (ctx.metered, ctx.key.as_ref()) else {
-            return;
-        };
-        self.state
-            .usage
-            .emit(UsageEvent {
-                request_id: std::mem::take(&mut ctx.request_id),
-                account_id: key.account_id.clone(),
-                key_id: key.id.clone(),
-                created_at_ms: ctx.received_at_ms,
-                model: ctx.model.clone().unwrap_or_default(),
-                provider: ctx.provider.clone().unwrap_or_default(),
-                upstream_model: ctx.upstream_model.clone().unwrap_or_default(),
-                input_tokens: i64::try_from(ctx.tokens.input).unwrap_or(i64::MAX),
-                output_tokens: i64::try_from(ctx.tokens.output).unwrap_or(i64::MAX),
-                cost: ctx.cost,
-                status: ctx.status,
-                streamed: ctx.streamed,
-                estimated: ctx.estimated,
-                duration_ms,
-            })
-            .await;
+        // Every attributable API call is recorded ([P3]); answers were recorded durably
+        // before their last byte, refusals (at no cost) are recorded here.
+        if !ctx.recorded {
+            if let Some(event) = ctx.usage_event() {
+                ctx.recorded = true;
+                self.state.usage.record_later(event).await;
+            }
+        }
     }
 }
 

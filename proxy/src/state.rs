@@ -5,12 +5,13 @@ use std::sync::Arc;
 use tokenroute_domain::config::Config;
 use tokenroute_store::Store;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::KeyCache;
 use crate::credit::{run_refresher, CreditBook};
-use crate::meter::writer::{usage_channel, UsageSink};
+use crate::meter::spool::{Spool, SpoolConfig, SpoolError};
+use crate::meter::writer::{UsageSink, UsageWriter};
 use crate::upstream::UpstreamClient;
 
 pub struct ProxyState {
@@ -22,7 +23,8 @@ pub struct ProxyState {
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
-/// that shutdown can drain them.
+/// that shutdown can drain them. (The spooler thread ends by itself when the last
+/// request-side sender is dropped.)
 pub struct BackgroundTasks {
     shutdown: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
@@ -30,20 +32,41 @@ pub struct BackgroundTasks {
 
 impl ProxyState {
     /// Builds the shared state and starts its background tasks on `runtime` — a runtime
-    /// that outlives the proxy's own, so pools and tasks survive its shutdown.
+    /// that outlives the proxy's own, so pools and tasks survive its shutdown. Usage
+    /// left in the spool by an earlier run is counted against its accounts and
+    /// replayed into the store.
     pub fn start(
         config: Arc<Config>,
         store: Store,
         runtime: &Handle,
-    ) -> (Arc<ProxyState>, BackgroundTasks) {
+    ) -> Result<(Arc<ProxyState>, BackgroundTasks), SpoolError> {
         let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
-        let (usage, writer) = usage_channel(
-            config.usage.channel_capacity,
-            store.clone(),
-            credit.clone(),
-            config.usage.batch_size,
-            config.usage.flush_interval,
-        );
+        let (spool, leftover) = Spool::open(SpoolConfig {
+            dir: config.usage.spool_dir.clone(),
+            max_bytes: config.usage.spool_max_bytes,
+            segment_bytes: config.usage.spool_segment_bytes,
+        })?;
+        if !leftover.is_empty() {
+            tracing::info!(
+                events = leftover.len(),
+                spool = %spool.dir().display(),
+                "replaying usage an earlier run left in the spool"
+            );
+        }
+        for event in &leftover {
+            credit.adopt(&event.account_id, event.cost);
+        }
+        let stats = spool.stats();
+        let (tx, rx) = mpsc::channel(config.usage.channel_capacity);
+        let (_spooler, durable, files) = spool.start(rx, config.usage.batch_size)?;
+        let writer = UsageWriter {
+            files,
+            durable,
+            store: store.clone(),
+            credit: credit.clone(),
+            stats: stats.clone(),
+            batch_size: config.usage.batch_size,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
             (
@@ -62,15 +85,15 @@ impl ProxyState {
                 config.proxy.upstream_read_timeout,
             ),
             credit,
-            usage,
+            usage: UsageSink::new(tx, stats),
             config,
         };
-        (Arc::new(state), BackgroundTasks { shutdown, tasks })
+        Ok((Arc::new(state), BackgroundTasks { shutdown, tasks }))
     }
 }
 
 impl BackgroundTasks {
-    /// Stops the tasks; the usage writer first writes everything still queued.
+    /// Stops the tasks; the usage writer first commits everything already spooled.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for (name, task) in self.tasks {

@@ -66,15 +66,14 @@ impl Store {
         Ok(row.as_ref().map(Account::from_row).transpose()?)
     }
 
-    /// The balance: the sum of every ledger entry of the account.
+    /// The balance: the sum of the account's ledger entries, read from the projection
+    /// kept in step with them (see `account_balances` in the migrations).
     pub async fn balance(&self, account_id: &str) -> Result<NanoUsd, StoreError> {
-        // SUM over BIGINT is NUMERIC on Postgres; cast back so both backends return i64.
-        let nanos: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(amount_nanos), 0) AS BIGINT) FROM ledger_entries WHERE account_id = $1",
-        )
-        .bind(account_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(NanoUsd(nanos))
+        let nanos: Option<i64> =
+            sqlx::query_scalar("SELECT balance_nanos FROM account_balances WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(NanoUsd(nanos.unwrap_or(0)))
     }
 }

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::clock::now_ms;
-use tokenroute_domain::KeyHash;
+use tokenroute_domain::{KeyHash, KeyLimits, NanoUsd};
 
 use crate::{new_id, Store, StoreError};
 
@@ -12,6 +12,7 @@ use crate::{new_id, Store, StoreError};
 pub struct NewKey<'a> {
     pub account_id: &'a str,
     pub name: &'a str,
+    pub limits: KeyLimits,
 }
 
 /// A stored key, as authentication and listings need it.
@@ -27,6 +28,7 @@ pub struct KeyRecord {
     pub revoked_at_ms: Option<i64>,
     /// The owning account's status (`active`, `suspended`, `deleted`).
     pub account_status: String,
+    pub limits: KeyLimits,
 }
 
 impl KeyRecord {
@@ -45,12 +47,51 @@ impl KeyRecord {
             last_used_at_ms: row.try_get("last_used_at")?,
             revoked_at_ms: row.try_get("revoked_at")?,
             account_status: row.try_get("status")?,
+            limits: KeyLimits {
+                rpm: row
+                    .try_get::<Option<i64>, _>("rpm_limit")?
+                    .map(|n| n.max(0) as u64),
+                tpm: row
+                    .try_get::<Option<i64>, _>("tpm_limit")?
+                    .map(|n| n.max(0) as u64),
+                spend_per_day: row
+                    .try_get::<Option<i64>, _>("spend_limit_day_nanos")?
+                    .map(NanoUsd),
+                spend_per_month: row
+                    .try_get::<Option<i64>, _>("spend_limit_month_nanos")?
+                    .map(NanoUsd),
+                spend_total: row
+                    .try_get::<Option<i64>, _>("spend_limit_nanos")?
+                    .map(NanoUsd),
+                allowed_models: row
+                    .try_get::<Option<String>, _>("allowed_models")?
+                    .and_then(|json| serde_json::from_str(&json).ok()),
+            },
         })
     }
 }
 
+/// The limit columns' values, in the order of [`LIMIT_COLUMNS`].
+fn limit_values(l: &KeyLimits) -> [Option<i64>; 5] {
+    let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    [
+        count(l.rpm),
+        count(l.tpm),
+        l.spend_per_day.map(NanoUsd::nanos),
+        l.spend_per_month.map(NanoUsd::nanos),
+        l.spend_total.map(NanoUsd::nanos),
+    ]
+}
+
+fn models_json(l: &KeyLimits) -> Option<String> {
+    l.allowed_models
+        .as_ref()
+        .map(|m| serde_json::Value::from(m.clone()).to_string())
+}
+
 const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.display_prefix, k.last_four, k.created_at,
-     k.last_used_at, k.revoked_at, a.status";
+     k.last_used_at, k.revoked_at, a.status, k.rpm_limit, k.tpm_limit, k.spend_limit_day_nanos,
+     k.spend_limit_month_nanos, k.spend_limit_nanos, k.allowed_models";
 
 impl Store {
     /// Stores a new key's hash. A hash that was ever stored — revoked or not — is
@@ -61,9 +102,12 @@ impl Store {
         key: &ApiKey,
     ) -> Result<KeyRecord, StoreError> {
         let id = new_id();
+        let [rpm, tpm, day, month, total] = limit_values(&new.limits);
         let result = sqlx::query(
-            "INSERT INTO api_keys (id, account_id, key_hash, name, display_prefix, last_four, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, account_id, key_hash, name, display_prefix, last_four, created_at,
+                 rpm_limit, tpm_limit, spend_limit_day_nanos, spend_limit_month_nanos, spend_limit_nanos,
+                 allowed_models)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&id)
         .bind(new.account_id)
@@ -72,6 +116,12 @@ impl Store {
         .bind(key.display_prefix())
         .bind(key.last_four())
         .bind(now_ms())
+        .bind(rpm)
+        .bind(tpm)
+        .bind(day)
+        .bind(month)
+        .bind(total)
+        .bind(models_json(&new.limits))
         .execute(&self.pool)
         .await;
         match result {
@@ -113,6 +163,41 @@ impl Store {
             .iter()
             .map(KeyRecord::from_row)
             .collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces a key's limits.
+    pub async fn set_key_limits(&self, key_id: &str, limits: &KeyLimits) -> Result<(), StoreError> {
+        let [rpm, tpm, day, month, total] = limit_values(limits);
+        let done = sqlx::query(
+            "UPDATE api_keys SET rpm_limit = $1, tpm_limit = $2, spend_limit_day_nanos = $3,
+                 spend_limit_month_nanos = $4, spend_limit_nanos = $5, allowed_models = $6
+             WHERE id = $7",
+        )
+        .bind(rpm)
+        .bind(tpm)
+        .bind(day)
+        .bind(month)
+        .bind(total)
+        .bind(models_json(limits))
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no key with id {key_id}")));
+        }
+        Ok(())
+    }
+
+    /// The key by id, revoked or not.
+    pub async fn key_by_id(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id
+             WHERE k.id = $1"
+        ))
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(KeyRecord::from_row).transpose()?)
     }
 
     /// Revokes a key by id. Its row and hash stay forever ([P17]). Returns whether it

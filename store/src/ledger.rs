@@ -24,6 +24,25 @@ impl LedgerKind {
     }
 }
 
+/// Adds `delta` to the account's balance projection (inside the caller's transaction)
+/// and returns the new balance.
+pub(crate) async fn add_to_balance(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+    delta: NanoUsd,
+) -> Result<NanoUsd, StoreError> {
+    let balance: i64 = sqlx::query_scalar(
+        "INSERT INTO account_balances (account_id, balance_nanos) VALUES ($1, $2)
+         ON CONFLICT (account_id) DO UPDATE SET balance_nanos = account_balances.balance_nanos + $2
+         RETURNING balance_nanos",
+    )
+    .bind(account_id)
+    .bind(delta.nanos())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(NanoUsd(balance))
+}
+
 /// One ledger row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
@@ -45,6 +64,7 @@ impl Store {
         reference: &str,
         note: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO ledger_entries (id, account_id, kind, amount_nanos, reference, note, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -57,9 +77,14 @@ impl Store {
         .bind(reference)
         .bind(note)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let booked = done.rows_affected() == 1;
+        if booked {
+            add_to_balance(&mut tx, account_id, amount).await?;
+        }
+        tx.commit().await?;
+        Ok(booked)
     }
 
     /// The account's ledger, newest first.
@@ -89,5 +114,114 @@ impl Store {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
+    }
+}
+
+/// Something the ledger and the usage rows disagree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discrepancy {
+    pub account_id: String,
+    pub request_id: String,
+    pub problem: String,
+}
+
+/// What `tokenroute ledger verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerReport {
+    pub accounts: usize,
+    pub usage_rows: i64,
+    pub ledger_entries: i64,
+    /// Every account's balance, recomputed from its ledger entries.
+    pub balances: Vec<(String, NanoUsd)>,
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+impl Store {
+    /// Recomputes every balance from the ledger and checks every usage debit against
+    /// its usage row: each charged row has exactly one debit of exactly its cost, and
+    /// each usage debit has its row.
+    pub async fn verify_ledger(&self) -> Result<LedgerReport, StoreError> {
+        use sqlx::Row;
+        let mut report = LedgerReport::default();
+        for row in sqlx::query(
+            "SELECT a.id, CAST(COALESCE(SUM(l.amount_nanos), 0) AS BIGINT) AS balance
+             FROM accounts a LEFT JOIN ledger_entries l ON l.account_id = a.id
+             GROUP BY a.id ORDER BY a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            report
+                .balances
+                .push((row.try_get("id")?, NanoUsd(row.try_get("balance")?)));
+        }
+        report.accounts = report.balances.len();
+        for row in sqlx::query(
+            "SELECT a.id, b.balance_nanos,
+                    (SELECT CAST(COALESCE(SUM(l.amount_nanos), 0) AS BIGINT)
+                     FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_sum
+             FROM accounts a LEFT JOIN account_balances b ON b.account_id = a.id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let projected = NanoUsd(row.try_get::<Option<i64>, _>("balance_nanos")?.unwrap_or(0));
+            let sum = NanoUsd(row.try_get("ledger_sum")?);
+            if projected != sum {
+                report.discrepancies.push(Discrepancy {
+                    account_id: row.try_get("id")?,
+                    request_id: String::new(),
+                    problem: format!(
+                        "balance projection {projected} differs from the ledger sum {sum}"
+                    ),
+                });
+            }
+        }
+        report.usage_rows = sqlx::query_scalar("SELECT COUNT(*) FROM usage_events")
+            .fetch_one(&self.pool)
+            .await?;
+        report.ledger_entries = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries")
+            .fetch_one(&self.pool)
+            .await?;
+
+        for row in sqlx::query(
+            "SELECT u.account_id, u.request_id, u.cost_nanos FROM usage_events u
+             LEFT JOIN ledger_entries l ON l.kind = 'usage' AND l.reference = u.request_id
+             WHERE u.cost_nanos > 0 AND l.id IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let cost: i64 = row.try_get("cost_nanos")?;
+            report.discrepancies.push(Discrepancy {
+                account_id: row.try_get("account_id")?,
+                request_id: row.try_get("request_id")?,
+                problem: format!("usage row costs {} but has no ledger debit", NanoUsd(cost)),
+            });
+        }
+        for row in sqlx::query(
+            "SELECT l.account_id, l.reference, l.amount_nanos, u.cost_nanos, u.account_id AS usage_account
+             FROM ledger_entries l LEFT JOIN usage_events u ON u.request_id = l.reference
+             WHERE l.kind = 'usage'
+               AND (u.request_id IS NULL OR l.amount_nanos <> -u.cost_nanos OR l.account_id <> u.account_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let amount = NanoUsd(row.try_get("amount_nanos")?);
+            let problem = match row.try_get::<Option<i64>, _>("cost_nanos")? {
+                None => format!("usage debit of {amount} has no usage row"),
+                Some(cost) => format!(
+                    "usage debit of {amount} does not match the row's cost {} (or its account)",
+                    NanoUsd(cost)
+                ),
+            };
+            report.discrepancies.push(Discrepancy {
+                account_id: row.try_get("account_id")?,
+                request_id: row.try_get("reference")?,
+                problem,
+            });
+        }
+        Ok(report)
     }
 }

@@ -16,7 +16,8 @@ pub use accounts::Account;
 pub use connect::Backend;
 pub use error::StoreError;
 pub use keys::{KeyRecord, NewKey};
-pub use ledger::{LedgerEntry, LedgerKind};
+pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport};
+pub use usage::RecordedUsage;
 
 use sqlx::AnyPool;
 

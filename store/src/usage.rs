@@ -1,74 +1,127 @@
 //! Usage events and their ledger debits, written in batches.
 
+use std::collections::{HashMap, HashSet};
+
+use sqlx::any::AnyRow;
 use sqlx::Row;
 use tokenroute_domain::{NanoUsd, UsageEvent};
 
-use crate::ledger::LedgerKind;
+use crate::ledger::{add_to_balance, LedgerKind};
 use crate::{new_id, Store, StoreError};
+
+/// Rows per INSERT statement: 15 parameters a row stays far below every backend's
+/// parameter limit (SQLite: 32,766; Postgres: 65,535).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// What [`Store::record_usage`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedUsage {
+    /// Events that were new (the rest were already stored and changed nothing).
+    pub inserted: usize,
+    /// Each account of the batch, with its balance after the batch.
+    pub balances: HashMap<String, NanoUsd>,
+}
+
+const USAGE_COLUMNS: &str =
+    "request_id, account_id, key_id, created_at, model, provider, upstream_model,
+     input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms";
 
 impl Store {
     /// Writes a batch of usage events in one transaction, each with its ledger debit.
     ///
     /// Idempotent by request id: an event already stored is skipped together with its
     /// debit, so replaying a batch after a crash or a retry charges nothing twice.
-    /// Returns how many events were new.
-    pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<usize, StoreError> {
+    /// Multi-row statements keep this fast (one round trip per 256 events per table).
+    /// Returns how many events were new, and the balance of every account in the
+    /// batch after it (so a cache can take the store's exact figure).
+    pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<RecordedUsage, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
+        let mut debited: HashMap<&str, NanoUsd> = HashMap::new();
         for e in events {
-            let done = sqlx::query(
-                "INSERT INTO usage_events (request_id, account_id, key_id, created_at, model, provider,
-                     upstream_model, input_tokens, output_tokens, cost_nanos, status, streamed,
-                     estimated, duration_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(&e.request_id)
-            .bind(&e.account_id)
-            .bind(&e.key_id)
-            .bind(e.created_at_ms)
-            .bind(&e.model)
-            .bind(&e.provider)
-            .bind(&e.upstream_model)
-            .bind(e.input_tokens)
-            .bind(e.output_tokens)
-            .bind(e.cost.nanos())
-            .bind(i64::from(e.status))
-            .bind(i64::from(e.streamed))
-            .bind(i64::from(e.estimated))
-            .bind(e.duration_ms)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                continue;
+            debited.entry(&e.account_id).or_default();
+        }
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES {}
+                 ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+                placeholders(chunk.len(), 15)
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query
+                    .bind(&e.request_id)
+                    .bind(&e.account_id)
+                    .bind(&e.key_id)
+                    .bind(e.created_at_ms)
+                    .bind(&e.model)
+                    .bind(&e.provider)
+                    .bind(&e.upstream_model)
+                    .bind(e.input_tokens)
+                    .bind(e.output_tokens)
+                    .bind(e.cost.nanos())
+                    .bind(i64::from(e.status))
+                    .bind(i64::from(e.streamed))
+                    .bind(i64::from(e.estimated))
+                    .bind(i64::from(e.cancelled))
+                    .bind(e.duration_ms);
             }
-            inserted += 1;
-            if e.cost.is_positive() {
-                sqlx::query(
+            let new_ids: HashSet<String> = query
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
+            inserted += new_ids.len();
+            let debits: Vec<&UsageEvent> = chunk
+                .iter()
+                .filter(|e| e.cost.is_positive() && new_ids.contains(&e.request_id))
+                .collect();
+            for e in &debits {
+                *debited.entry(&e.account_id).or_default() -= e.cost;
+            }
+            if !debits.is_empty() {
+                let sql = format!(
                     "INSERT INTO ledger_entries (id, account_id, kind, amount_nanos, reference, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (kind, reference) DO NOTHING",
-                )
-                .bind(new_id())
-                .bind(&e.account_id)
-                .bind(LedgerKind::Usage.as_str())
-                .bind((-e.cost).nanos())
-                .bind(&e.request_id)
-                .bind(e.created_at_ms)
-                .execute(&mut *tx)
-                .await?;
+                     VALUES {} ON CONFLICT (kind, reference) DO NOTHING",
+                    placeholders(debits.len(), 6)
+                );
+                let mut query = sqlx::query(&sql);
+                for e in debits {
+                    query = query
+                        .bind(new_id())
+                        .bind(&e.account_id)
+                        .bind(LedgerKind::Usage.as_str())
+                        .bind((-e.cost).nanos())
+                        .bind(&e.request_id)
+                        .bind(e.created_at_ms);
+                }
+                query.execute(&mut *tx).await?;
             }
+        }
+        // last_used_at: one statement per key, not per event.
+        let mut last_used: HashMap<&str, i64> = HashMap::new();
+        for e in events {
+            let at = last_used.entry(&e.key_id).or_insert(e.created_at_ms);
+            *at = (*at).max(e.created_at_ms);
+        }
+        for (key_id, at) in last_used {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = $1
                  WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
             )
-            .bind(e.created_at_ms)
-            .bind(&e.key_id)
+            .bind(at)
+            .bind(key_id)
             .execute(&mut *tx)
             .await?;
         }
+        let mut balances = HashMap::with_capacity(debited.len());
+        for (account_id, delta) in debited {
+            let balance = add_to_balance(&mut tx, account_id, delta).await?;
+            balances.insert(account_id.to_string(), balance);
+        }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(RecordedUsage { inserted, balances })
     }
 
     /// The account's usage, newest first.
@@ -77,36 +130,109 @@ impl Store {
         account_id: &str,
         limit: i64,
     ) -> Result<Vec<UsageEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT request_id, account_id, key_id, created_at, model, provider, upstream_model,
-                    input_tokens, output_tokens, cost_nanos, status, streamed, estimated, duration_ms
-             FROM usage_events WHERE account_id = $1
-             ORDER BY created_at DESC, request_id DESC LIMIT $2",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {USAGE_COLUMNS} FROM usage_events WHERE account_id = $1
+             ORDER BY created_at DESC, request_id DESC LIMIT $2"
+        ))
         .bind(account_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(UsageEvent {
-                    request_id: r.try_get("request_id")?,
-                    account_id: r.try_get("account_id")?,
-                    key_id: r.try_get("key_id")?,
-                    created_at_ms: r.try_get("created_at")?,
-                    model: r.try_get("model")?,
-                    provider: r.try_get("provider")?,
-                    upstream_model: r.try_get("upstream_model")?,
-                    input_tokens: r.try_get("input_tokens")?,
-                    output_tokens: r.try_get("output_tokens")?,
-                    cost: NanoUsd(r.try_get("cost_nanos")?),
-                    status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(0),
-                    streamed: r.try_get::<i64, _>("streamed")? != 0,
-                    estimated: r.try_get::<i64, _>("estimated")? != 0,
-                    duration_ms: r.try_get("duration_ms")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
+            .map(usage_from_row)
+            .collect::<Result<_, _>>()
             .map_err(StoreError::from)
+    }
+
+    /// One metered request of the account, by its request (generation) id.
+    pub async fn usage_by_request_id(
+        &self,
+        account_id: &str,
+        request_id: &str,
+    ) -> Result<Option<UsageEvent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USAGE_COLUMNS} FROM usage_events WHERE request_id = $1 AND account_id = $2"
+        ))
+        .bind(request_id)
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(usage_from_row).transpose()?)
+    }
+
+    /// What a key spent since `since_ms` (inclusive).
+    pub async fn key_spend_since(
+        &self,
+        key_id: &str,
+        since_ms: i64,
+    ) -> Result<NanoUsd, StoreError> {
+        let nanos: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_events
+             WHERE key_id = $1 AND created_at >= $2",
+        )
+        .bind(key_id)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(NanoUsd(nanos))
+    }
+
+    /// What an account spent on usage, ever.
+    pub async fn account_spend(&self, account_id: &str) -> Result<NanoUsd, StoreError> {
+        let nanos: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_events WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(NanoUsd(nanos))
+    }
+}
+
+fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
+    Ok(UsageEvent {
+        request_id: r.try_get("request_id")?,
+        account_id: r.try_get("account_id")?,
+        key_id: r.try_get("key_id")?,
+        created_at_ms: r.try_get("created_at")?,
+        model: r.try_get("model")?,
+        provider: r.try_get("provider")?,
+        upstream_model: r.try_get("upstream_model")?,
+        input_tokens: r.try_get("input_tokens")?,
+        output_tokens: r.try_get("output_tokens")?,
+        cost: NanoUsd(r.try_get("cost_nanos")?),
+        status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(0),
+        streamed: r.try_get::<i64, _>("streamed")? != 0,
+        estimated: r.try_get::<i64, _>("estimated")? != 0,
+        cancelled: r.try_get::<i64, _>("cancelled")? != 0,
+        duration_ms: r.try_get("duration_ms")?,
+    })
+}
+
+/// `($1, $2, ...), ($n+1, ...)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_every_parameter_once() {
+        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 }

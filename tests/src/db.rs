@@ -11,7 +11,8 @@ pub enum Backend {
 
 pub struct TestDb {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    /// A private folder for the test (SQLite file, usage spool).
+    pub dir: tempfile::TempDir,
     pg_name: Option<String>,
 }
 
@@ -23,13 +24,13 @@ pub fn pg_admin_url() -> String {
 
 impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
         match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}/tokenroute.db", dir.path().display());
                 TestDb {
                     url,
-                    _dir: Some(dir),
+                    dir,
                     pg_name: None,
                 }
             }
@@ -48,7 +49,7 @@ impl TestDb {
                 let base = admin.rsplit_once('/').unwrap().0;
                 TestDb {
                     url: format!("{base}/{name}"),
-                    _dir: None,
+                    dir,
                     pg_name: Some(name),
                 }
             }

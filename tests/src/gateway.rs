@@ -69,7 +69,7 @@ listen = "127.0.0.1:0"
 url = "{url}"
 
 [usage]
-flush-interval-ms = 5
+spool-dir = "{spool}"
 
 [log]
 level = "warn"
@@ -104,6 +104,7 @@ context-window = 1000
             read_timeout = opts.read_timeout_ms,
             ttl = opts.key_cache_ttl_ms,
             url = db.url,
+            spool = db.dir.path().join("spool").display(),
             fake = fake.base_url(),
             dead = free_port(),
         );
@@ -169,6 +170,7 @@ context-window = 1000
                 &NewKey {
                     account_id: &account.id,
                     name: "test",
+                    limits: Default::default(),
                 },
                 &key,
             )

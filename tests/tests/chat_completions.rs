@@ -116,6 +116,24 @@ async fn non_streaming_request_is_metered_to_the_nano_dollar(backend: Backend) {
     );
 }
 
+/// The stream as the client should see it: the fixture's events exactly, the usage
+/// chunk (always sent) with its cost added.
+fn expected_stream() -> String {
+    fixture_events(true)
+        .iter()
+        .map(|b| {
+            let event = String::from_utf8(b.to_vec()).unwrap();
+            if !event.contains("\"choices\":[]") {
+                return event;
+            }
+            let mut json: Value =
+                serde_json::from_str(event.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+            json["usage"]["cost"] = json!(0.0000084);
+            format!("data: {json}\n\n")
+        })
+        .collect()
+}
+
 async fn streaming_request_is_metered_from_the_usage_chunk(backend: Backend) {
     let fake = FakeOpenAi::start().await;
     let gw = Gateway::start(backend, &fake).await;
@@ -125,30 +143,26 @@ async fn streaming_request_is_metered_from_the_usage_chunk(backend: Backend) {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let text = resp.text().await.unwrap();
-    // TokenRoute asked the provider for usage on its own behalf...
+    // TokenRoute asked the provider for usage on its own behalf, and the client gets
+    // the usage chunk — with its cost — even though it did not ask.
     assert_eq!(
         fake.requests()[0].json()["stream_options"]["include_usage"],
         true
     );
-    // ...but the client did not ask, so it gets the stream exactly as OpenAI would send it.
-    let expected: String = fixture_events(false)
-        .iter()
-        .map(|b| String::from_utf8(b.to_vec()).unwrap())
-        .collect();
-    assert_eq!(text, expected);
+    assert_eq!(text, expected_stream());
     assert!(text.ends_with("data: [DONE]\n\n"));
 
     let rows = gw.wait_usage(&account, 1).await;
     assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (24, 8));
     assert_eq!(rows[0].cost, gw.price(MODEL).cost(24, 8));
-    assert!(rows[0].streamed && !rows[0].estimated);
+    assert!(rows[0].streamed && !rows[0].estimated && !rows[0].cancelled);
     assert_eq!(
         gw.store.balance(&account).await.unwrap(),
         NanoUsd(1_000_000_000) - rows[0].cost
     );
 }
 
-async fn streaming_with_include_usage_forwards_the_usage_chunk(backend: Backend) {
+async fn streaming_with_include_usage_gets_the_same_stream(backend: Backend) {
     let fake = FakeOpenAi::start().await;
     let gw = Gateway::start(backend, &fake).await;
     let (key, account, _) = gw.key_with_credits("carol@example.com", "1").await;
@@ -159,11 +173,7 @@ async fn streaming_with_include_usage_forwards_the_usage_chunk(backend: Backend)
         .text()
         .await
         .unwrap();
-    let expected: String = fixture_events(true)
-        .iter()
-        .map(|b| String::from_utf8(b.to_vec()).unwrap())
-        .collect();
-    assert_eq!(text, expected);
+    assert_eq!(text, expected_stream());
     gw.wait_usage(&account, 1).await;
 }
 
@@ -412,7 +422,7 @@ async fn a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate(backend: Ba
 tokenroute_tests::on_both_stores!(
     non_streaming_request_is_metered_to_the_nano_dollar,
     streaming_request_is_metered_from_the_usage_chunk,
-    streaming_with_include_usage_forwards_the_usage_chunk,
+    streaming_with_include_usage_gets_the_same_stream,
     two_mib_requests_are_forwarded_whole,
     requests_without_a_valid_key_get_401,
     a_revoked_key_is_refused,

@@ -29,6 +29,7 @@ fn event(request_id: &str, account: &str, key: &str, cost: i64) -> UsageEvent {
         status: 200,
         streamed: false,
         estimated: false,
+        cancelled: false,
         duration_ms: 12,
     }
 }
@@ -55,6 +56,7 @@ async fn replayed_usage_charges_nothing_twice(backend: Backend) {
             &NewKey {
                 account_id: &account.id,
                 name: "k",
+                limits: Default::default(),
             },
             &key,
         )
@@ -65,14 +67,17 @@ async fn replayed_usage_charges_nothing_twice(backend: Backend) {
         event("req-2", &account.id, &record.id, 1),
         event("req-3", &account.id, &record.id, 0),
     ];
-    assert_eq!(store.record_usage(&batch).await.unwrap(), 3);
+    assert_eq!(store.record_usage(&batch).await.unwrap().inserted, 3);
     // A crash after commit, a retry, a spool replay: the same batch again, and overlapping.
-    assert_eq!(store.record_usage(&batch).await.unwrap(), 0);
+    assert_eq!(store.record_usage(&batch).await.unwrap().inserted, 0);
     let overlapping = vec![
         batch[1].clone(),
         event("req-4", &account.id, &record.id, 100),
     ];
-    assert_eq!(store.record_usage(&overlapping).await.unwrap(), 1);
+    let recorded = store.record_usage(&overlapping).await.unwrap();
+    assert_eq!(recorded.inserted, 1);
+    // The store hands back the balance after the batch, for caches to take.
+    assert_eq!(recorded.balances[&account.id], NanoUsd(1_000_000 - 8_501));
 
     let usage = store.usage_of_account(&account.id, 100).await.unwrap();
     assert_eq!(usage.len(), 4);
@@ -95,6 +100,16 @@ async fn replayed_usage_charges_nothing_twice(backend: Backend) {
     );
     let keys = store.keys_of_account(&account.id).await.unwrap();
     assert_eq!(keys[0].last_used_at_ms, Some(1_700_000_000_000));
+    let report = store.verify_ledger().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(
+        report.balances,
+        vec![(account.id.clone(), NanoUsd(1_000_000 - 8_501))]
+    );
 }
 
 async fn ledger_references_book_once(backend: Backend) {
@@ -152,6 +167,7 @@ async fn a_key_hash_is_never_issued_twice_and_revocation_keeps_it(backend: Backe
     let new = NewKey {
         account_id: &account.id,
         name: "first",
+        limits: Default::default(),
     };
     let record = store.create_key(&new, &key).await.unwrap();
     assert!(store.revoke_key(&record.id).await.unwrap());
@@ -174,6 +190,69 @@ async fn a_key_hash_is_never_issued_twice_and_revocation_keeps_it(backend: Backe
     ));
 }
 
+/// `ledger verify` finds a debit that does not match its usage row, a charged row
+/// without a debit, and a balance projection out of step with the ledger.
+async fn ledger_verify_finds_every_kind_of_discrepancy(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("v@example.com")
+        .await
+        .unwrap();
+    let key = ApiKey::generate();
+    let record = store
+        .create_key(
+            &NewKey {
+                account_id: &account.id,
+                name: "k",
+                limits: Default::default(),
+            },
+            &key,
+        )
+        .await
+        .unwrap();
+    store
+        .record_usage(&[
+            event("ok", &account.id, &record.id, 10),
+            event("bad", &account.id, &record.id, 20),
+        ])
+        .await
+        .unwrap();
+    assert!(store
+        .verify_ledger()
+        .await
+        .unwrap()
+        .discrepancies
+        .is_empty());
+    // Tamper, as a bug or a hand edit would.
+    sqlx::query("UPDATE ledger_entries SET amount_nanos = -21 WHERE reference = 'bad'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger_entries WHERE reference = 'ok'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let report = store.verify_ledger().await.unwrap();
+    let problems: Vec<&str> = report
+        .discrepancies
+        .iter()
+        .map(|d| d.problem.as_str())
+        .collect();
+    assert_eq!(report.discrepancies.len(), 3, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("no ledger debit")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("does not match")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("projection")),
+        "{problems:?}"
+    );
+}
+
 async fn migrations_are_idempotent(backend: Backend) {
     let (db, store) = open(backend).await;
     store.migrate().await.unwrap();
@@ -186,4 +265,5 @@ tokenroute_tests::on_both_stores!(
     ledger_references_book_once,
     a_key_hash_is_never_issued_twice_and_revocation_keeps_it,
     migrations_are_idempotent,
+    ledger_verify_finds_every_kind_of_discrepancy,
 );

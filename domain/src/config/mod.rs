@@ -10,7 +10,7 @@ mod validate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
@@ -71,7 +71,11 @@ pub struct RedisConfig {
 pub struct UsageConfig {
     pub channel_capacity: usize,
     pub batch_size: usize,
-    pub flush_interval: Duration,
+    /// Where metered events wait, fsynced, until the store has them.
+    pub spool_dir: PathBuf,
+    /// Past this many bytes waiting, new requests are refused with 503.
+    pub spool_max_bytes: u64,
+    pub spool_segment_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -63,7 +63,9 @@ pub struct RawRedis {
 pub struct RawUsage {
     pub channel_capacity: Option<usize>,
     pub batch_size: Option<usize>,
-    pub flush_interval_ms: Option<u64>,
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<u64>,
+    pub spool_segment_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

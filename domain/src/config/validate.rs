@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{RawConfig, RawModel, RawProvider};
@@ -68,6 +69,7 @@ pub(super) fn validate(
             format!("`{store_url}` is neither a sqlite: nor a postgres:// URL"),
         ));
     }
+    let store_url_for_spool = store_url.clone();
     let store = StoreConfig {
         url: store_url,
         max_connections: positive("store.max-connections", raw.store.max_connections, 16)?,
@@ -77,8 +79,21 @@ pub(super) fn validate(
     });
     let usage = UsageConfig {
         channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
-        batch_size: positive("usage.batch-size", raw.usage.batch_size, 512)?,
-        flush_interval: millis("usage.flush-interval-ms", raw.usage.flush_interval_ms, 50)?,
+        batch_size: positive("usage.batch-size", raw.usage.batch_size, 1024)?,
+        spool_dir: raw
+            .usage
+            .spool_dir
+            .map_or_else(|| default_spool_dir(&store_url_for_spool), PathBuf::from),
+        spool_max_bytes: positive(
+            "usage.spool-max-bytes",
+            raw.usage.spool_max_bytes,
+            1024 * 1024 * 1024,
+        )?,
+        spool_segment_bytes: positive(
+            "usage.spool-segment-bytes",
+            raw.usage.spool_segment_bytes,
+            16 * 1024 * 1024,
+        )?,
     };
     let log = LogConfig {
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
@@ -287,6 +302,19 @@ fn positive<T: PartialOrd + Default + Copy>(
 
 fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, Invalid> {
     Ok(Duration::from_millis(positive(key, value, default)?))
+}
+
+/// Next to the SQLite database when there is one (`data/spool`), else `./data/spool`.
+fn default_spool_dir(store_url: &str) -> PathBuf {
+    let base = super::sqlite_path(store_url)
+        .and_then(|p| {
+            std::path::Path::new(p)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("data"));
+    base.join("spool")
 }
 
 fn default_threads() -> usize {

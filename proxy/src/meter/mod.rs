@@ -2,8 +2,8 @@
 //! that takes metered events off the request path.
 
 pub mod openai;
+pub mod spool;
 pub mod sse;
-pub mod writer;
 
 /// Tokens a request consumed, as the provider reported them or as estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,3 +18,4 @@ pub struct Tokens {
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
+pub mod writer;

@@ -1,6 +1,8 @@
 //! Usage in OpenAI's Chat Completions wire format, whole responses and streams.
 
+use bytes::Bytes;
 use serde::Deserialize;
+use tokenroute_domain::{NanoUsd, Price};
 
 use super::sse::SseEvent;
 use super::Tokens;
@@ -46,10 +48,20 @@ struct Delta {
     tool_calls: Vec<serde_json::Value>,
 }
 
+/// `body` with `usage.cost` (USD) added, as OpenRouter-style clients read it; `None`
+/// when the body has no `usage` object to add it to.
+pub fn with_cost(body: &[u8], cost: NanoUsd) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let usage = value.get_mut("usage")?.as_object_mut()?;
+    usage.insert("cost".into(), serde_json::json!(cost.as_usd_f64()));
+    serde_json::to_vec(&value).ok()
+}
+
 /// Follows an OpenAI chat stream event by event: the usage when it arrives, and the
 /// amount of generated text for an estimate when it never does.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamMeter {
+    price: Price,
     pub usage: Option<Tokens>,
     /// Bytes of generated content (text and tool-call arguments) seen so far.
     pub generated_bytes: usize,
@@ -60,16 +72,26 @@ pub struct StreamMeter {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Disposition {
     Forward,
-    /// The usage-only chunk that TokenRoute asked for on its own behalf; the client
-    /// did not ask for `stream_options.include_usage`, so it is not shown.
-    Drop,
+    /// Send these bytes instead: the usage chunk, with its cost added.
+    Replace(Bytes),
+    /// `data: [DONE]`: sent only once the usage is recorded on disk.
+    Hold,
 }
 
 impl StreamMeter {
-    pub fn observe(&mut self, event: &SseEvent, client_wants_usage: bool) -> Disposition {
+    pub fn new(price: Price) -> StreamMeter {
+        StreamMeter {
+            price,
+            usage: None,
+            generated_bytes: 0,
+            done: false,
+        }
+    }
+
+    pub fn observe(&mut self, event: &SseEvent) -> Disposition {
         if event.data == "[DONE]" {
             self.done = true;
-            return Disposition::Forward;
+            return Disposition::Hold;
         }
         let Ok(chunk) = serde_json::from_str::<Chunk>(&event.data) else {
             return Disposition::Forward;
@@ -84,16 +106,25 @@ impl StreamMeter {
                 }
             }
         }
-        if let Some(u) = chunk.usage {
-            self.usage = Some(Tokens {
-                input: u.prompt_tokens,
-                output: u.completion_tokens,
-            });
-            if chunk.choices.is_empty() && !client_wants_usage {
-                return Disposition::Drop;
+        let Some(u) = chunk.usage else {
+            return Disposition::Forward;
+        };
+        let tokens = Tokens {
+            input: u.prompt_tokens,
+            output: u.completion_tokens,
+        };
+        self.usage = Some(tokens);
+        let cost = self.price.cost(tokens.input, tokens.output);
+        match with_cost(event.data.as_bytes(), cost) {
+            Some(json) => {
+                let mut out = Vec::with_capacity(json.len() + 8);
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&json);
+                out.extend_from_slice(b"\n\n");
+                Disposition::Replace(Bytes::from(out))
             }
+            None => Disposition::Forward,
         }
-        Disposition::Forward
     }
 }
 
@@ -123,41 +154,72 @@ mod tests {
         assert_eq!(usage_of_response(b"not json"), None);
     }
 
-    fn meter(file: &str, wants_usage: bool) -> (StreamMeter, usize, usize) {
-        let mut splitter = SseSplitter::new();
-        let mut m = StreamMeter::default();
-        let (mut forwarded, mut dropped) = (0, 0);
-        for e in splitter.push(&fixture(file)) {
-            match m.observe(&e, wants_usage) {
-                Disposition::Forward => forwarded += 1,
-                Disposition::Drop => dropped += 1,
-            }
+    fn price() -> Price {
+        Price {
+            input_per_mtok: NanoUsd(150_000_000),
+            output_per_mtok: NanoUsd(600_000_000),
         }
-        (m, forwarded, dropped)
+    }
+
+    fn meter(file: &str) -> (StreamMeter, Vec<Disposition>) {
+        let mut splitter = SseSplitter::new();
+        let mut m = StreamMeter::new(price());
+        let out = splitter
+            .push(&fixture(file))
+            .iter()
+            .map(|e| m.observe(e))
+            .collect();
+        (m, out)
     }
 
     #[test]
-    fn reads_stream_usage_from_the_last_chunk() {
-        let (m, _, dropped) = meter("chat-stream.sse", true);
+    fn reads_stream_usage_from_the_last_chunk_and_adds_its_cost() {
+        let (m, out) = meter("chat-stream.sse");
         assert!(m.done);
-        assert_eq!(dropped, 0);
-        let usage = m.usage.unwrap();
-        assert!(usage.input > 0 && usage.output > 0);
+        assert_eq!(
+            m.usage,
+            Some(Tokens {
+                input: 24,
+                output: 8
+            })
+        );
         assert!(m.generated_bytes > 0);
+        assert_eq!(
+            out.last(),
+            Some(&Disposition::Hold),
+            "[DONE] waits for the usage record"
+        );
+        let replaced: Vec<&Bytes> = out
+            .iter()
+            .filter_map(|d| match d {
+                Disposition::Replace(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(replaced.len(), 1, "only the usage chunk changes");
+        let text = std::str::from_utf8(replaced[0]).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(json["usage"]["prompt_tokens"], 24);
+        assert_eq!(json["usage"]["cost"], 0.0000084);
+        assert!(text.ends_with("\n\n"));
     }
 
     #[test]
-    fn drops_the_usage_chunk_only_when_the_client_did_not_ask_for_it() {
-        let (with, fwd_with, _) = meter("chat-stream.sse", true);
-        let (without, fwd_without, dropped) = meter("chat-stream.sse", false);
-        assert_eq!(dropped, 1);
-        assert_eq!(fwd_with, fwd_without + 1);
-        assert_eq!(with.usage, without.usage, "usage is metered either way");
+    fn adds_cost_to_whole_responses() {
+        let body = with_cost(&fixture("chat.json"), NanoUsd(8_400)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["usage"]["cost"], 0.0000084);
+        assert_eq!(
+            v["choices"][0]["message"]["content"],
+            "The capital of France is Paris."
+        );
+        assert_eq!(with_cost(b"{\"choices\":[]}", NanoUsd(1)), None);
     }
 
     #[test]
     fn counts_tool_call_arguments_as_generated() {
-        let (m, _, _) = meter("chat-tools-stream.sse", true);
+        let (m, _) = meter("chat-tools-stream.sse");
         assert!(m.generated_bytes > 10);
         assert!(m.usage.is_some());
     }

@@ -1,106 +1,139 @@
-//! The usage writer: metered events leave the request path through a bounded
-//! channel and reach the store in batches, each batch one transaction.
+//! The usage path: request → bounded channel → spool (fsynced) → store.
 //!
-//! Writes are idempotent by request id, so a batch retried after an error charges
-//! nothing twice; a batch that fails is retried with backoff and never dropped.
-//! (A durable on-disk spool in front of the store is the next step; until then a
-//! crash loses what is still queued in memory.)
+//! [`UsageSink`] is what requests hold. [`UsageWriter`] follows the spool and writes
+//! its events to the store in batches, each one transaction, idempotent by request
+//! id; a batch that fails is retried (the store may be down for minutes: the spool
+//! grows meanwhile) and a segment is deleted only after its events are committed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokenroute_domain::{NanoUsd, UsageEvent};
 use tokenroute_store::Store;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::spool::{Durable, SpoolFiles, SpoolStats, Submission};
 use crate::credit::CreditBook;
 
-/// The sending side, held by the request path.
+/// The request side of the usage path.
 #[derive(Clone)]
 pub struct UsageSink {
-    tx: mpsc::Sender<UsageEvent>,
+    tx: mpsc::Sender<Submission>,
+    stats: Arc<SpoolStats>,
 }
 
 impl UsageSink {
-    /// Queues an event. Waits only when the queue is full (the store is far behind),
-    /// which slows requests down rather than losing what they cost.
-    pub async fn emit(&self, event: UsageEvent) {
-        if let Err(mpsc::error::SendError(event)) = self.tx.send(event).await {
-            tracing::error!(request_id = %event.request_id, "usage writer is gone; event not recorded");
+    pub fn new(tx: mpsc::Sender<Submission>, stats: Arc<SpoolStats>) -> UsageSink {
+        UsageSink { tx, stats }
+    }
+
+    /// Records an event and waits until it is on disk. Called before the last bytes
+    /// of an answer go to the client, so every answer a client received is metered.
+    pub async fn record(&self, event: UsageEvent) {
+        let (ack, acked) = oneshot::channel();
+        let request_id = event.request_id.clone();
+        if self
+            .tx
+            .send(Submission {
+                event,
+                ack: Some(ack),
+            })
+            .await
+            .is_err()
+            || acked.await.is_err()
+        {
+            tracing::error!(%request_id, "the usage spool is closed; event not recorded");
         }
+    }
+
+    /// Records an event without waiting for the disk (refusals, at no cost).
+    pub async fn record_later(&self, event: UsageEvent) {
+        let request_id = event.request_id.clone();
+        if self.tx.send(Submission { event, ack: None }).await.is_err() {
+            tracing::error!(%request_id, "the usage spool is closed; event not recorded");
+        }
+    }
+
+    /// Too much usage is waiting for the store: new requests are refused until it drains.
+    pub fn is_full(&self) -> bool {
+        self.stats.is_full()
     }
 }
 
 pub struct UsageWriter {
-    rx: mpsc::Receiver<UsageEvent>,
-    store: Store,
-    credit: Arc<CreditBook>,
-    batch_size: usize,
-    flush_interval: Duration,
+    pub files: SpoolFiles,
+    pub durable: watch::Receiver<Durable>,
+    pub store: Store,
+    pub credit: Arc<CreditBook>,
+    pub stats: Arc<SpoolStats>,
+    pub batch_size: usize,
 }
 
-pub fn usage_channel(
-    capacity: usize,
-    store: Store,
-    credit: Arc<CreditBook>,
-    batch_size: usize,
-    flush_interval: Duration,
-) -> (UsageSink, UsageWriter) {
-    let (tx, rx) = mpsc::channel(capacity);
-    (
-        UsageSink { tx },
-        UsageWriter {
-            rx,
-            store,
-            credit,
-            batch_size,
-            flush_interval,
-        },
-    )
-}
+/// On shutdown, how long the writer keeps trying to commit what is in the spool when
+/// the store fails, before leaving the rest for the next start.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 impl UsageWriter {
-    /// Writes batches until `shutdown` fires, then drains what is queued and returns.
+    /// Writes until the spooler has closed, or `shutdown` fires, and everything durable
+    /// is committed — or the store has failed for [`SHUTDOWN_DRAIN`] after `shutdown`
+    /// (what is left stays in the spool and is replayed at the next start).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut batch = Vec::with_capacity(self.batch_size);
+        let mut at = self.files.start();
+        let mut drain_deadline: Option<Instant> = None;
+        let mut last_warning = Instant::now() - Duration::from_secs(60);
         loop {
-            tokio::select! {
-                n = self.rx.recv_many(&mut batch, self.batch_size) => {
-                    if n == 0 {
-                        break; // every sender is gone
+            let durable = *self.durable.borrow_and_update();
+            let (events, next) = match self.files.read(at, durable, self.batch_size) {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the usage spool; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if events.is_empty() && next == at {
+                if durable.closed || drain_deadline.is_some() {
+                    // Everything durable is committed; anything the spooler writes
+                    // from now on is replayed at the next start.
+                    return;
+                }
+                tokio::select! {
+                    changed = self.durable.changed() => if changed.is_err() { return },
+                    _ = shutdown.changed(), if drain_deadline.is_none() => {
+                        drain_deadline = Some(Instant::now() + SHUTDOWN_DRAIN);
                     }
                 }
-                _ = shutdown.changed() => break,
+                continue;
             }
-            // Give a burst a moment to fill the batch before paying for a transaction.
-            if batch.len() < self.batch_size {
-                let deadline = tokio::time::sleep(self.flush_interval);
-                tokio::pin!(deadline);
-                while batch.len() < self.batch_size {
-                    let room = self.batch_size - batch.len();
-                    tokio::select! {
-                        n = self.rx.recv_many(&mut batch, room) => if n == 0 { break },
-                        _ = &mut deadline => break,
-                    }
-                }
+            if !events.is_empty()
+                && !self
+                    .commit(&events, drain_deadline, &mut last_warning)
+                    .await
+            {
+                let pending = self
+                    .stats
+                    .pending_events
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    pending,
+                    "stopping with usage still in the spool; it is replayed at the next start"
+                );
+                return;
             }
-            self.write(&mut batch).await;
+            self.files.committed(events.len());
+            at = next;
         }
-        // Shutdown: everything still queued is written before returning.
-        while let Ok(event) = self.rx.try_recv() {
-            batch.push(event);
-            if batch.len() >= self.batch_size {
-                self.write(&mut batch).await;
-            }
-        }
-        self.write(&mut batch).await;
     }
 
-    async fn write(&self, batch: &mut Vec<UsageEvent>) {
-        if batch.is_empty() {
-            return;
-        }
-        let debits: Vec<(String, NanoUsd)> = batch
+    /// Commits a batch, retrying with backoff. Returns false only when a shutdown
+    /// deadline passes first.
+    async fn commit(
+        &self,
+        events: &[UsageEvent],
+        deadline: Option<Instant>,
+        last_warning: &mut Instant,
+    ) -> bool {
+        let debits: Vec<(String, NanoUsd)> = events
             .iter()
             .map(|e| (e.account_id.clone(), e.cost))
             .collect();
@@ -108,18 +141,32 @@ impl UsageWriter {
         loop {
             match self
                 .credit
-                .commit_usage(&debits, self.store.record_usage(batch))
+                .commit_usage(&debits, self.store.record_usage(events))
                 .await
             {
-                Ok(inserted) => {
-                    tracing::debug!(events = batch.len(), inserted, "usage batch written");
-                    batch.clear();
-                    return;
+                Ok(recorded) => {
+                    tracing::debug!(
+                        events = events.len(),
+                        inserted = recorded.inserted,
+                        "usage batch written"
+                    );
+                    return true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, events = batch.len(), retry_in = ?backoff, "usage batch not written; retrying");
+                    if last_warning.elapsed() > Duration::from_secs(10) {
+                        *last_warning = Instant::now();
+                        let pending = self
+                            .stats
+                            .pending_events
+                            .load(std::sync::atomic::Ordering::Relaxed);
+                        let bytes = self.stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                        tracing::warn!(error = %e, pending, spool_bytes = bytes, "usage not written to the store; it waits in the spool");
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return false;
+                    }
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }

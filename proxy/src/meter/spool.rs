@@ -1,0 +1,541 @@
+//! The usage spool: every metered event is appended to a local file and fsynced
+//! (in batches: one fsync serves every request that arrived meanwhile) before the
+//! client receives the end of its answer. A separate writer moves events from the
+//! spool into the store; a segment file is deleted only once all its events are
+//! committed. So a crash, or a store that is down for minutes, loses nothing: on the
+//! next start the remaining segments are replayed, and the store's unique request ids
+//! make a replay charge nothing twice.
+//!
+//! Files: `<dir>/usage-<seq>.jsonl`, one JSON event per line, and `<dir>/LOCK`, held
+//! by the one process that owns the directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokenroute_domain::UsageEvent;
+use tokio::sync::{mpsc, oneshot, watch};
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Past this many bytes waiting for the store, new requests are refused (503).
+    pub max_bytes: u64,
+    /// A segment is closed (and can be deleted once written) past this size.
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("the usage spool {dir} is used by another TokenRoute process")]
+    Locked { dir: String },
+    #[error("usage spool {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the usage spool is closed")]
+    Closed,
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> SpoolError {
+    SpoolError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// How full the spool is; shared by the spooler, the writer and the request path.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Bytes in segment files not yet deleted.
+    pub bytes: AtomicU64,
+    /// Events written to the spool and not yet committed to the store.
+    pub pending_events: AtomicU64,
+    full: AtomicBool,
+}
+
+impl SpoolStats {
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+}
+
+/// The end of the durable data: segment `seq` holds `len` fsynced bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Durable {
+    pub seq: u64,
+    pub len: u64,
+    /// The spooler has stopped: nothing more will be written.
+    pub closed: bool,
+}
+
+/// An event on its way to the spool; `ack` (if any) hears when it is on disk.
+pub struct Submission {
+    pub event: UsageEvent,
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+/// An opened spool directory: locked, with what earlier runs left in it.
+pub struct Spool {
+    config: SpoolConfig,
+    _lock: File,
+    /// Segments left by earlier runs, oldest first.
+    pub leftover: Vec<u64>,
+    next_seq: u64,
+    stats: Arc<SpoolStats>,
+}
+
+impl Spool {
+    /// Opens (creating) the directory and takes its lock. Returns the spool and every
+    /// event earlier runs left in it, so their cost can be counted until committed.
+    pub fn open(config: SpoolConfig) -> Result<(Spool, Vec<UsageEvent>), SpoolError> {
+        fs::create_dir_all(&config.dir).map_err(|e| io_error(&config.dir, e))?;
+        let lock_path = config.dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(SpoolError::Locked {
+                dir: config.dir.display().to_string(),
+            });
+        }
+        let leftover = segments(&config.dir)?;
+        let mut events = Vec::new();
+        let stats = Arc::new(SpoolStats::default());
+        for &seq in &leftover {
+            let path = segment_path(&config.dir, seq);
+            let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+            stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            let (parsed, _) = parse_lines(&bytes, true);
+            events.extend(parsed);
+        }
+        stats
+            .pending_events
+            .store(events.len() as u64, Ordering::Relaxed);
+        let next_seq = leftover.last().map_or(1, |s| s + 1);
+        Ok((
+            Spool {
+                config,
+                _lock: lock,
+                leftover,
+                next_seq,
+                stats,
+            },
+            events,
+        ))
+    }
+
+    pub fn stats(&self) -> Arc<SpoolStats> {
+        self.stats.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// Starts the spooler on its own thread (file writes and fsync block). It stops
+    /// when every sender of `rx` is gone, after writing what they sent.
+    pub fn start(
+        self,
+        rx: mpsc::Receiver<Submission>,
+        batch_size: usize,
+    ) -> Result<
+        (
+            std::thread::JoinHandle<()>,
+            watch::Receiver<Durable>,
+            SpoolFiles,
+        ),
+        SpoolError,
+    > {
+        let first = Durable {
+            seq: self.next_seq,
+            len: 0,
+            closed: false,
+        };
+        let (durable_tx, durable_rx) = watch::channel(first);
+        let files = SpoolFiles {
+            dir: self.config.dir.clone(),
+            first_seq: self.leftover.first().copied().unwrap_or(self.next_seq),
+            stats: self.stats.clone(),
+            max_bytes: self.config.max_bytes,
+        };
+        let spooler = Spooler {
+            config: self.config,
+            stats: self.stats,
+            seq: self.next_seq,
+            file: None,
+            len: 0,
+            durable: durable_tx,
+            lock: self._lock,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tokenroute-spool".into())
+            .spawn(move || spooler.run(rx, batch_size))
+            .map_err(|e| SpoolError::Io {
+                path: "spool thread".into(),
+                message: e.to_string(),
+            })?;
+        Ok((thread, durable_rx, files))
+    }
+}
+
+struct Spooler {
+    config: SpoolConfig,
+    stats: Arc<SpoolStats>,
+    seq: u64,
+    file: Option<File>,
+    len: u64,
+    durable: watch::Sender<Durable>,
+    /// Kept open (and locked) for as long as the spooler runs.
+    #[allow(dead_code)]
+    lock: File,
+}
+
+impl Spooler {
+    fn run(mut self, mut rx: mpsc::Receiver<Submission>, batch_size: usize) {
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            buf.clear();
+            for s in &batch {
+                // A UsageEvent always serializes (strings and integers only).
+                if serde_json::to_writer(&mut buf, &s.event).is_ok() {
+                    buf.push(b'\n');
+                }
+            }
+            self.append_durably(&buf);
+            self.stats
+                .pending_events
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for s in batch.drain(..) {
+                if let Some(ack) = s.ack {
+                    let _ = ack.send(());
+                }
+            }
+        }
+        let _ = self.durable.send(Durable {
+            seq: self.seq,
+            len: self.len,
+            closed: true,
+        });
+    }
+
+    /// Appends and fsyncs; on failure retries (with a warning) until the disk takes
+    /// it: an event a client was charged for is never dropped.
+    fn append_durably(&mut self, buf: &[u8]) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.append(buf) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot write the usage spool; retrying");
+                    self.file = None; // reopen
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        let bytes = self
+            .stats
+            .bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed)
+            + buf.len() as u64;
+        self.stats
+            .full
+            .store(bytes >= self.config.max_bytes, Ordering::Relaxed);
+        let _ = self.durable.send(Durable {
+            seq: self.seq,
+            len: self.len,
+            closed: false,
+        });
+        if self.len >= self.config.segment_bytes {
+            self.seq += 1;
+            self.file = None;
+            self.len = 0;
+        }
+    }
+
+    fn append(&mut self, buf: &[u8]) -> Result<(), SpoolError> {
+        let path = segment_path(&self.config.dir, self.seq);
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_error(&path, e))?;
+            self.len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+            self.file = Some(file);
+        }
+        if let Some(file) = self.file.as_mut() {
+            file.write_all(buf).map_err(|e| io_error(&path, e))?;
+            file.sync_data().map_err(|e| io_error(&path, e))?;
+        }
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+}
+
+/// The reading side, used by the usage writer: reads durable events in order and
+/// deletes segments once everything in them is committed.
+pub struct SpoolFiles {
+    dir: PathBuf,
+    first_seq: u64,
+    stats: Arc<SpoolStats>,
+    max_bytes: u64,
+}
+
+/// A position in the spool: segment and byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: u64,
+    pub offset: u64,
+}
+
+impl SpoolFiles {
+    pub fn start(&self) -> Cursor {
+        Cursor {
+            seq: self.first_seq,
+            offset: 0,
+        }
+    }
+
+    /// Reads up to `max_events` complete events after `at`, not past `durable`.
+    /// Returns them with the cursor just after them. A segment that is complete
+    /// (older than `durable.seq`) and fully read is deleted and the cursor moves on.
+    pub fn read(
+        &self,
+        at: Cursor,
+        durable: Durable,
+        max_events: usize,
+    ) -> Result<(Vec<UsageEvent>, Cursor), SpoolError> {
+        let mut at = at;
+        loop {
+            let path = segment_path(&self.dir, at.seq);
+            let complete = at.seq < durable.seq;
+            let end = if complete {
+                match fs::metadata(&path) {
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                    Err(e) => return Err(io_error(&path, e)),
+                }
+            } else {
+                durable.len
+            };
+            if at.offset < end {
+                let mut file = File::open(&path).map_err(|e| io_error(&path, e))?;
+                file.seek(SeekFrom::Start(at.offset))
+                    .map_err(|e| io_error(&path, e))?;
+                let want = (end - at.offset).min(4 * 1024 * 1024);
+                let mut bytes = vec![0; usize::try_from(want).unwrap_or(0)];
+                file.read_exact(&mut bytes)
+                    .map_err(|e| io_error(&path, e))?;
+                let (events, consumed) = parse_limited(&bytes, complete, max_events);
+                if consumed > 0 || !events.is_empty() {
+                    return Ok((
+                        events,
+                        Cursor {
+                            seq: at.seq,
+                            offset: at.offset + consumed as u64,
+                        },
+                    ));
+                }
+            }
+            if !complete {
+                return Ok((Vec::new(), at));
+            }
+            // Fully read and closed: its events are committed (the caller commits
+            // before asking for more), so the file can go.
+            if let Ok(m) = fs::metadata(&path) {
+                self.stats.bytes.fetch_sub(m.len(), Ordering::Relaxed);
+            }
+            fs::remove_file(&path).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(io_error(&path, e))
+                }
+            })?;
+            let bytes = self.stats.bytes.load(Ordering::Relaxed);
+            self.stats
+                .full
+                .store(bytes >= self.max_bytes, Ordering::Relaxed);
+            at = Cursor {
+                seq: at.seq + 1,
+                offset: 0,
+            };
+        }
+    }
+
+    /// Marks `n` events as committed to the store.
+    pub fn committed(&self, n: usize) {
+        self.stats
+            .pending_events
+            .fetch_sub(n as u64, Ordering::Relaxed);
+    }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("usage-{seq:012}.jsonl"))
+}
+
+/// Segment numbers present in `dir`, ascending.
+fn segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut seqs: Vec<u64> = fs::read_dir(dir)
+        .map_err(|e| io_error(dir, e))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("usage-")?
+                .strip_suffix(".jsonl")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Parses complete lines. When `complete`, a torn last line (a crash mid-write: never
+/// acknowledged, so no client saw its answer end) is skipped and counted as consumed.
+fn parse_lines(bytes: &[u8], complete: bool) -> (Vec<UsageEvent>, usize) {
+    parse_limited(bytes, complete, usize::MAX)
+}
+
+fn parse_limited(bytes: &[u8], complete: bool, max_events: usize) -> (Vec<UsageEvent>, usize) {
+    let mut events = Vec::new();
+    let mut consumed = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        if events.len() >= max_events {
+            break;
+        }
+        if !line.ends_with(b"\n") {
+            if complete {
+                tracing::warn!(
+                    bytes = line.len(),
+                    "skipping a torn line at the end of a usage spool segment"
+                );
+                consumed += line.len();
+            }
+            break;
+        }
+        consumed += line.len();
+        match serde_json::from_slice::<UsageEvent>(line) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::error!(error = %e, "skipping an unreadable usage spool line"),
+        }
+    }
+    (events, consumed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenroute_domain::NanoUsd;
+
+    fn event(id: &str) -> UsageEvent {
+        UsageEvent {
+            request_id: id.into(),
+            account_id: "a".into(),
+            key_id: "k".into(),
+            created_at_ms: 1,
+            model: "m".into(),
+            provider: "p".into(),
+            upstream_model: "u".into(),
+            input_tokens: 1,
+            output_tokens: 2,
+            cost: NanoUsd(3),
+            status: 200,
+            streamed: false,
+            estimated: false,
+            cancelled: false,
+            duration_ms: 4,
+        }
+    }
+
+    fn config(dir: &Path, segment_bytes: u64) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 30,
+            segment_bytes,
+        }
+    }
+
+    #[test]
+    fn events_survive_a_restart_and_segments_go_once_read() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (spool, leftover) = Spool::open(config(dir.path(), 100)).unwrap();
+            assert!(leftover.is_empty());
+            let (tx, rx) = mpsc::channel(16);
+            let (thread, durable, _files) = spool.start(rx, 8).unwrap();
+            for i in 0..5 {
+                // One at a time, each acknowledged once on disk, so segments rotate.
+                let (ack, acked) = oneshot::channel();
+                tx.blocking_send(Submission {
+                    event: event(&format!("r{i}")),
+                    ack: Some(ack),
+                })
+                .unwrap();
+                acked.blocking_recv().unwrap();
+            }
+            drop(tx);
+            thread.join().unwrap();
+            assert!(durable.borrow().closed);
+        }
+        // A crash left a torn line at the end of the last segment.
+        let last = *segments(dir.path()).unwrap().last().unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(segment_path(dir.path(), last))
+            .unwrap();
+        f.write_all(b"{\"request_id\":\"torn").unwrap();
+
+        let (spool, leftover) = Spool::open(config(dir.path(), 100)).unwrap();
+        let ids: Vec<_> = leftover.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, ["r0", "r1", "r2", "r3", "r4"]);
+        let files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            spool.leftover.len(),
+            5,
+            "segments rotate past 100 bytes: {files:?}"
+        );
+        // A second process cannot take the same directory.
+        assert!(matches!(
+            Spool::open(config(dir.path(), 100)),
+            Err(SpoolError::Locked { .. })
+        ));
+
+        let (tx, rx) = mpsc::channel(16);
+        let (thread, durable, files) = spool.start(rx, 8).unwrap();
+        let mut at = files.start();
+        let mut read = Vec::new();
+        loop {
+            let (events, next) = files.read(at, *durable.borrow(), 2).unwrap();
+            if events.is_empty() && next == at {
+                break;
+            }
+            read.extend(events.into_iter().map(|e| e.request_id));
+            at = next;
+        }
+        assert_eq!(read, ["r0", "r1", "r2", "r3", "r4"]);
+        assert!(
+            segments(dir.path()).unwrap().iter().all(|&s| s >= at.seq),
+            "read segments are deleted"
+        );
+        drop(tx);
+        thread.join().unwrap();
+    }
+}
