@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use tokenroute::{launch, Planes};
 use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::config::Config;
-use tokenroute_domain::NanoUsd;
+use tokenroute_domain::{KeyLimits, NanoUsd};
 use tokenroute_store::{LedgerKind, NewKey, Store};
 
 /// TokenRoute: a metered LLM API gateway.
@@ -45,9 +45,12 @@ enum Command {
     ControlPlane,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Create, list and revoke API keys.
+    /// Create, list and revoke API keys; set their limits.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the credit ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Validate configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -68,6 +71,68 @@ enum KeysCommand {
         /// The key id, as `keys list` shows it.
         id: String,
     },
+    /// Set a key's limits to exactly these (a limit not given is removed).
+    SetLimits {
+        /// The key id, as `keys list` shows it.
+        id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recompute every balance from the ledger and check every usage debit against its
+    /// usage row; print discrepancies and exit 1 if there are any.
+    Verify,
+}
+
+/// Per-key limits. Rates are over a sliding minute; spend caps over the UTC day, the
+/// UTC month and the key's lifetime.
+#[derive(Args, Default)]
+struct LimitArgs {
+    /// Requests per minute.
+    #[arg(long, value_name = "N")]
+    rpm: Option<u64>,
+    /// Tokens (input + output) per minute.
+    #[arg(long, value_name = "N")]
+    tpm: Option<u64>,
+    /// Spend cap per UTC day, in USD.
+    #[arg(long, value_name = "USD")]
+    daily_usd: Option<String>,
+    /// Spend cap per UTC calendar month, in USD.
+    #[arg(long, value_name = "USD")]
+    monthly_usd: Option<String>,
+    /// Spend cap over the key's lifetime, in USD.
+    #[arg(long, value_name = "USD")]
+    total_usd: Option<String>,
+    /// Models the key may use, comma-separated (default: all).
+    #[arg(long, value_name = "MODEL,...", value_delimiter = ',')]
+    models: Option<Vec<String>>,
+}
+
+impl LimitArgs {
+    fn to_limits(&self) -> Result<KeyLimits, String> {
+        let usd = |flag: &str, v: &Option<String>| -> Result<Option<NanoUsd>, String> {
+            v.as_deref()
+                .map(|text| {
+                    let amount = NanoUsd::parse_usd(text).map_err(|e| format!("--{flag}: {e}"))?;
+                    if amount.nanos() < 0 {
+                        return Err(format!("--{flag} must not be negative"));
+                    }
+                    Ok(amount)
+                })
+                .transpose()
+        };
+        Ok(KeyLimits {
+            rpm: self.rpm,
+            tpm: self.tpm,
+            spend_per_day: usd("daily-usd", &self.daily_usd)?,
+            spend_per_month: usd("monthly-usd", &self.monthly_usd)?,
+            spend_total: usd("total-usd", &self.total_usd)?,
+            allowed_models: self.models.clone(),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -81,6 +146,8 @@ struct CreateKey {
     /// A name to recognise the key by.
     #[arg(long, default_value = "default")]
     name: String,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Subcommand)]
@@ -140,6 +207,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }),
         Command::Keys(cmd) => keys(&config, cmd),
+        Command::Ledger(LedgerCommand::Verify) => {
+            with_store(&config, |store| async move { verify_ledger(&store).await })
+        }
         Command::Config(_) => Ok(()),
     }
 }
@@ -160,6 +230,15 @@ fn keys(config: &Config, cmd: KeysCommand) -> Result<(), String> {
         match cmd {
             KeysCommand::Create(args) => create_key(&store, args).await,
             KeysCommand::List { email } => list_keys(&store, &email).await,
+            KeysCommand::SetLimits { id, limits } => {
+                let limits = limits.to_limits()?;
+                store
+                    .set_key_limits(&id, &limits)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!("limits set; running proxies apply them within proxy.key-cache-ttl-ms");
+                Ok(())
+            }
             KeysCommand::Revoke { id } => {
                 let was_active = store.revoke_key(&id).await.map_err(|e| e.to_string())?;
                 eprintln!(
@@ -190,6 +269,7 @@ async fn create_key(store: &Store, args: CreateKey) -> Result<(), String> {
         }
         None => None,
     };
+    let limits = args.limits.to_limits()?;
     let account = store
         .upsert_account_by_email(&args.email)
         .await
@@ -213,7 +293,7 @@ async fn create_key(store: &Store, args: CreateKey) -> Result<(), String> {
             &NewKey {
                 account_id: &account.id,
                 name: &args.name,
-                limits: Default::default(),
+                limits,
             },
             &key,
         )
@@ -272,6 +352,33 @@ async fn list_keys(store: &Store, email: &str) -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+async fn verify_ledger(store: &Store) -> Result<(), String> {
+    let report = store.verify_ledger().await.map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| writeln!(out, "{line}").map_err(|e| e.to_string());
+    say(format!(
+        "{} accounts, {} usage rows, {} ledger entries checked",
+        report.accounts, report.usage_rows, report.ledger_entries
+    ))?;
+    for (account, balance) in &report.balances {
+        if balance.nanos() < 0 {
+            say(format!("note: account {account} is below zero: {balance}"))?;
+        }
+    }
+    for d in &report.discrepancies {
+        say(format!(
+            "DISCREPANCY account {} request {}: {}",
+            d.account_id, d.request_id, d.problem
+        ))?;
+    }
+    if report.discrepancies.is_empty() {
+        say("ledger verified: every balance and every usage debit reconciles".into())?;
+        Ok(())
+    } else {
+        Err(format!("{} discrepancies", report.discrepancies.len()))
+    }
 }
 
 fn check_configs(files: &[PathBuf], global: Option<&Path>) -> Result<(), String> {

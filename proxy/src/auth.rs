@@ -33,6 +33,10 @@ impl KeyCache {
         }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The usable key the request carries, or the reason it is refused.
     pub async fn authenticate(&self, req: &RequestHeader) -> Result<Arc<KeyRecord>, ApiError> {
         let presented = presented_key(req).ok_or(ApiError::MissingKey)?;

@@ -34,6 +34,8 @@ pub struct RequestCtx {
     pub cancelled: bool,
     /// The usage event has been handed to the spool.
     pub recorded: bool,
+    /// Headers every response to this request carries (rate limits, Retry-After).
+    pub extra_headers: Vec<(&'static str, String)>,
 }
 
 impl RequestCtx {

@@ -16,6 +16,20 @@ pub enum ApiError {
     AccountInactive(String),
     #[error("Insufficient credits: the balance of this account is {balance}. Top up in the dashboard to continue.")]
     InsufficientCredits { balance: String },
+    #[error(
+        "This key may not use the model `{0}`. Ask its owner to allow it, or use another key."
+    )]
+    ModelNotAllowed(String),
+    #[error("Rate limit reached for this key: {limit} {what}. Please try again in {retry}.")]
+    RateLimited {
+        what: &'static str,
+        limit: u64,
+        retry: String,
+    },
+    #[error("This key has reached its {cap} spend limit{resets}. Its owner can raise the limit in the dashboard.")]
+    SpendLimit { cap: &'static str, resets: String },
+    #[error("Too many requests of this account are in flight at once (the limit is {0}). Wait for some to finish.")]
+    TooManyConcurrent(usize),
     #[error("The request body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("{message}")]
@@ -25,6 +39,8 @@ pub enum ApiError {
     },
     #[error("The model `{0}` does not exist. List the available models with GET /v1/models.")]
     UnknownModel(String),
+    #[error("No generation `{0}` of this account is recorded (yet: usage is written within a moment of the answer).")]
+    GenerationNotFound(String),
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error(
@@ -47,12 +63,15 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::MissingKey | ApiError::InvalidKey | ApiError::RevokedKey => 401,
-            ApiError::AccountInactive(_) => 403,
+            ApiError::AccountInactive(_) | ApiError::ModelNotAllowed(_) => 403,
+            ApiError::RateLimited { .. }
+            | ApiError::SpendLimit { .. }
+            | ApiError::TooManyConcurrent(_) => 429,
             ApiError::InsufficientCredits { .. } => 402,
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest { .. }
             | ApiError::UnknownModel(_) => 400,
-            ApiError::NotFound { .. } => 404,
+            ApiError::NotFound { .. } | ApiError::GenerationNotFound(_) => 404,
             ApiError::BodyTooLarge { .. } => 413,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
             ApiError::UpstreamTimeout { .. } => 504,
@@ -67,12 +86,24 @@ impl ApiError {
             ApiError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
             ApiError::RevokedKey => ("invalid_request_error", "revoked_api_key"),
             ApiError::AccountInactive(_) => ("permission_error", "account_inactive"),
+            ApiError::ModelNotAllowed(_) => ("permission_error", "model_not_allowed"),
+            ApiError::RateLimited { what, .. } => (
+                if what.starts_with("tokens") {
+                    "tokens"
+                } else {
+                    "requests"
+                },
+                "rate_limit_exceeded",
+            ),
+            ApiError::SpendLimit { .. } => ("insufficient_quota", "spend_limit_reached"),
+            ApiError::TooManyConcurrent(_) => ("requests", "concurrency_limit_exceeded"),
             ApiError::InsufficientCredits { .. } => ("insufficient_quota", "insufficient_credits"),
             ApiError::MalformedJson(_) => ("invalid_request_error", "invalid_json"),
             ApiError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
             ApiError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
             ApiError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
             ApiError::NotFound { .. } => ("invalid_request_error", "unknown_url"),
+            ApiError::GenerationNotFound(_) => ("invalid_request_error", "generation_not_found"),
             ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),
             ApiError::UpstreamTimeout { .. } => ("upstream_error", "upstream_timeout"),
             ApiError::UpstreamFailed { .. } => ("upstream_error", "upstream_failed"),
@@ -83,7 +114,7 @@ impl ApiError {
 
     fn param(&self) -> Option<&'static str> {
         match self {
-            ApiError::UnknownModel(_) => Some("model"),
+            ApiError::UnknownModel(_) | ApiError::ModelNotAllowed(_) => Some("model"),
             ApiError::InvalidRequest { param, .. } => *param,
             _ => None,
         }

@@ -9,11 +9,14 @@
 use bytes::Bytes;
 use pingora::proxy::Session;
 use tokenroute_domain::config::Model;
+use tokenroute_domain::NanoUsd;
+use tokenroute_store::KeyRecord;
 
 use crate::chat::ChatRequest;
 use crate::credit::{CreditError, Reservation};
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
+use crate::limits::{openai_duration, Ticket};
 use crate::meter::openai::{usage_of_response, with_cost, Disposition, StreamMeter};
 use crate::meter::sse::SseSplitter;
 use crate::meter::{estimate_tokens, Tokens};
@@ -48,14 +51,38 @@ pub async fn chat_completions(
         .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
     ctx.provider = Some(provider.id.clone());
     ctx.upstream_model = Some(model.upstream.clone());
-
+    if !key.limits.allows_model(&model.id) {
+        return Err(ApiError::ModelNotAllowed(model.id.clone()));
+    }
+    // Tokens per minute count the prompt and the most the request asks to produce,
+    // corrected to the real count once known (as OpenAI estimates them).
+    let prompt_estimate = estimate_tokens(raw.len());
+    let rate_estimate = prompt_estimate + chat.max_output_tokens.unwrap_or(0);
+    let rate = match state.limiter.admit(&key.id, &key.limits, rate_estimate) {
+        Ok(admitted) => {
+            ctx.extra_headers.extend(admitted.headers);
+            admitted.ticket
+        }
+        Err(refusal) => {
+            ctx.extra_headers.extend(refusal.headers);
+            let retry_secs = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            ctx.extra_headers
+                .push(("retry-after", retry_secs.to_string()));
+            return Err(ApiError::RateLimited {
+                what: refusal.what,
+                limit: refusal.limit,
+                retry: openai_duration(refusal.retry_after),
+            });
+        }
+    };
     if state.usage.is_full() {
         // Usage could not be recorded: refuse before the provider produces anything.
         return Err(ApiError::Unavailable(
             "the usage spool is full while the store is unreachable".into(),
         ));
     }
-    let reservation = reserve(state, &key.account_id, model, &chat, raw.len()).await?;
+    let reservation = reserve(state, ctx, &key, model, &chat, raw.len()).await?;
+    let holds = Holds { reservation, rate };
     let upstream_body = Bytes::from(chat.to_openai_upstream(&model.upstream));
     let mut response = state
         .upstream
@@ -71,7 +98,6 @@ pub async fn chat_completions(
     if !(200..300).contains(&response.status) {
         return relay_refusal(state, session, ctx, response, &provider.id).await;
     }
-    let prompt_estimate = estimate_tokens(raw.len());
     if chat.stream {
         stream(
             state,
@@ -79,7 +105,7 @@ pub async fn chat_completions(
             ctx,
             &mut response,
             model,
-            reservation,
+            holds,
             prompt_estimate,
         )
         .await;
@@ -90,7 +116,7 @@ pub async fn chat_completions(
             ctx,
             &mut response,
             model,
-            reservation,
+            holds,
             prompt_estimate,
         )
         .await;
@@ -101,7 +127,8 @@ pub async fn chat_completions(
 
 async fn reserve(
     state: &ProxyState,
-    account_id: &str,
+    ctx: &mut RequestCtx,
+    key: &KeyRecord,
     model: &Model,
     chat: &ChatRequest,
     body_len: usize,
@@ -114,16 +141,42 @@ async fn reserve(
         .unwrap_or(model.max_output_tokens)
         .min(model.max_output_tokens);
     let worst_case = model.price.cost(prompt, output);
-    state
-        .credit
-        .reserve(account_id, worst_case)
-        .await
-        .map_err(|e| match e {
-            CreditError::Insufficient { available } => ApiError::InsufficientCredits {
-                balance: available.max(tokenroute_domain::NanoUsd::ZERO).to_string(),
-            },
-            CreditError::Store(e) => ApiError::Internal(format!("balance lookup: {e}")),
-        })
+    let max_concurrent = state.config.proxy.max_concurrent_per_account;
+    match state.credit.reserve(key, worst_case, max_concurrent).await {
+        Ok(reservation) => Ok(reservation),
+        Err(CreditError::Insufficient { available }) => Err(ApiError::InsufficientCredits {
+            balance: available.max(NanoUsd::ZERO).to_string(),
+        }),
+        Err(CreditError::SpendCap { cap, now_ms }) => {
+            let resets = match cap.resets_at_ms(now_ms) {
+                Some(at) => {
+                    let secs = (at - now_ms).max(0) / 1000 + 1;
+                    ctx.extra_headers.push(("retry-after", secs.to_string()));
+                    format!(
+                        "; it resets in {}",
+                        openai_duration(std::time::Duration::from_secs(secs as u64))
+                    )
+                }
+                None => String::new(),
+            };
+            Err(ApiError::SpendLimit {
+                cap: cap.describe(),
+                resets,
+            })
+        }
+        Err(CreditError::Concurrency { limit }) => {
+            ctx.extra_headers.push(("retry-after", "1".to_string()));
+            Err(ApiError::TooManyConcurrent(limit))
+        }
+        Err(CreditError::Store(e)) => Err(ApiError::Internal(format!("balance lookup: {e}"))),
+    }
+}
+
+/// What a forwarded request holds until it is settled: its credit reservation and
+/// its place in the key's token window.
+struct Holds {
+    reservation: Reservation,
+    rate: Option<Ticket>,
 }
 
 /// Settles the reservation at the real cost and records the usage durably: after
@@ -132,13 +185,16 @@ async fn settle_and_record(
     state: &ProxyState,
     ctx: &mut RequestCtx,
     model: &Model,
-    reservation: Reservation,
+    holds: Holds,
     outcome: Outcome,
 ) {
     let cost = model
         .price
         .cost(outcome.tokens.input, outcome.tokens.output);
-    reservation.settle(cost);
+    holds.reservation.settle(cost);
+    if let Some(ticket) = holds.rate {
+        ticket.settle(outcome.tokens.input + outcome.tokens.output);
+    }
     ctx.tokens = outcome.tokens;
     ctx.cost = cost;
     ctx.estimated = outcome.estimated;
@@ -171,7 +227,7 @@ async fn whole(
     ctx: &mut RequestCtx,
     response: &mut UpstreamResponse,
     model: &Model,
-    reservation: Reservation,
+    holds: Holds,
     prompt_estimate: u64,
 ) {
     let body = match response.collect(MAX_RESPONSE_BYTES).await {
@@ -181,7 +237,7 @@ async fn whole(
             // read; without its usage nothing is charged, and the client learns why.
             let err = upstream_error(ctx.provider.as_deref().unwrap_or(""), e);
             ctx.status = err.status();
-            settle_and_record(state, ctx, model, reservation, Outcome::NOTHING).await;
+            settle_and_record(state, ctx, model, holds, Outcome::NOTHING).await;
             let _ = respond::error(session, ctx, &err).await;
             return;
         }
@@ -200,7 +256,7 @@ async fn whole(
         },
     };
     ctx.status = 200;
-    settle_and_record(state, ctx, model, reservation, outcome).await;
+    settle_and_record(state, ctx, model, holds, outcome).await;
     let body = with_cost(&body, ctx.cost).unwrap_or(body);
     let content_type = response
         .content_type
@@ -220,7 +276,7 @@ async fn stream(
     ctx: &mut RequestCtx,
     response: &mut UpstreamResponse,
     model: &Model,
-    reservation: Reservation,
+    holds: Holds,
     prompt_estimate: u64,
 ) {
     let mut splitter = SseSplitter::new();
@@ -272,7 +328,7 @@ async fn stream(
             estimated: true,
         },
     };
-    settle_and_record(state, ctx, model, reservation, outcome).await;
+    settle_and_record(state, ctx, model, holds, outcome).await;
     if !client_alive {
         tracing::info!(request_id = %ctx.request_id, "client disconnected mid-stream; billed what the provider produced");
         return;

@@ -10,10 +10,12 @@
 pub mod auth;
 mod body;
 pub mod chat;
+mod client_api;
 pub mod credit;
 mod ctx;
 pub mod error;
 mod exchange;
+pub mod limits;
 pub mod meter;
 mod models;
 mod respond;

@@ -23,6 +23,9 @@ pub fn header(
     if let Some(model) = &ctx.model {
         h.insert_header("x-tokenroute-model", model.as_str())?;
     }
+    for (name, value) in &ctx.extra_headers {
+        h.insert_header(*name, value.as_str())?;
+    }
     Ok(h)
 }
 

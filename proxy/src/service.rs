@@ -16,7 +16,7 @@ use tokenroute_domain::clock::now_ms;
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
 use crate::state::ProxyState;
-use crate::{exchange, models, respond};
+use crate::{client_api, exchange, models, respond};
 
 pub struct TokenRoute {
     pub state: Arc<ProxyState>,
@@ -45,6 +45,9 @@ impl ProxyHttp for TokenRoute {
                 exchange::chat_completions(&self.state, session, ctx).await
             }
             ("GET", "/v1/models") => self.list_models(session, ctx).await,
+            ("GET", "/v1/generation") => client_api::generation(&self.state, session, ctx).await,
+            ("GET", "/v1/credits") => client_api::credits(&self.state, session, ctx).await,
+            ("GET", "/v1/key") => client_api::key(&self.state, session, ctx).await,
             ("GET", "/healthz") => respond::whole(session, ctx, 200, "text/plain", "ok\n".into())
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string())),

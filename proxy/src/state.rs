@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::KeyCache;
 use crate::credit::{run_refresher, CreditBook};
+use crate::limits::RateLimiter;
 use crate::meter::spool::{Spool, SpoolConfig, SpoolError};
 use crate::meter::writer::{UsageSink, UsageWriter};
 use crate::upstream::UpstreamClient;
@@ -20,6 +21,7 @@ pub struct ProxyState {
     pub credit: Arc<CreditBook>,
     pub usage: UsageSink,
     pub upstream: UpstreamClient,
+    pub limiter: RateLimiter,
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -86,6 +88,7 @@ impl ProxyState {
             ),
             credit,
             usage: UsageSink::new(tx, stats),
+            limiter: RateLimiter::default(),
             config,
         };
         Ok((Arc::new(state), BackgroundTasks { shutdown, tasks }))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokenroute::{launch, Planes, Running, Stop};
 use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::config::Config;
-use tokenroute_domain::{NanoUsd, UsageEvent};
+use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
 use tokenroute_store::{LedgerKind, NewKey, Store};
 
 use crate::{free_port, Backend, FakeOpenAi, TestDb};
@@ -20,6 +20,7 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub read_timeout_ms: u64,
     pub key_cache_ttl_ms: u64,
+    pub max_concurrent_per_account: usize,
 }
 
 impl Default for Options {
@@ -28,6 +29,7 @@ impl Default for Options {
             max_body_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 10_000,
             key_cache_ttl_ms: 1_000,
+            max_concurrent_per_account: 256,
         }
     }
 }
@@ -61,6 +63,7 @@ upstream-connect-timeout-ms = 2000
 upstream-read-timeout-ms = {read_timeout}
 key-cache-ttl-ms = {ttl}
 grace-period-secs = 0
+max-concurrent-requests-per-account = {max_concurrent}
 
 [control-plane]
 listen = "127.0.0.1:0"
@@ -103,6 +106,7 @@ context-window = 1000
             max_body = opts.max_body_bytes,
             read_timeout = opts.read_timeout_ms,
             ttl = opts.key_cache_ttl_ms,
+            max_concurrent = opts.max_concurrent_per_account,
             url = db.url,
             spool = db.dir.path().join("spool").display(),
             fake = fake.base_url(),
@@ -148,6 +152,17 @@ context-window = 1000
         email: &str,
         credits_usd: &str,
     ) -> (String, String, String) {
+        self.key_with_limits(email, credits_usd, KeyLimits::default())
+            .await
+    }
+
+    /// As [`Gateway::key_with_credits`], for a key with these limits.
+    pub async fn key_with_limits(
+        &self,
+        email: &str,
+        credits_usd: &str,
+        limits: KeyLimits,
+    ) -> (String, String, String) {
         let account = self.store.upsert_account_by_email(email).await.unwrap();
         let amount = NanoUsd::parse_usd(credits_usd).unwrap();
         if amount.is_positive() {
@@ -170,7 +185,7 @@ context-window = 1000
                 &NewKey {
                     account_id: &account.id,
                     name: "test",
-                    limits: Default::default(),
+                    limits,
                 },
                 &key,
             )

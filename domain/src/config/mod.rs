@@ -49,6 +49,8 @@ pub struct ProxyConfig {
     /// How often an active account's balance is re-read from the ledger.
     pub balance_refresh: Duration,
     pub grace_period: Duration,
+    /// Requests of one account in flight at once; more get 429.
+    pub max_concurrent_per_account: usize,
 }
 
 #[derive(Debug, Clone)]

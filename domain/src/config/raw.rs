@@ -37,6 +37,7 @@ pub struct RawProxy {
     pub key_cache_ttl_ms: Option<u64>,
     pub balance_refresh_ms: Option<u64>,
     pub grace_period_secs: Option<u64>,
+    pub max_concurrent_requests_per_account: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

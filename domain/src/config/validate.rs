@@ -48,6 +48,11 @@ pub(super) fn validate(
             1_000,
         )?,
         grace_period: Duration::from_secs(raw.proxy.grace_period_secs.unwrap_or(5)),
+        max_concurrent_per_account: positive(
+            "proxy.max-concurrent-requests-per-account",
+            raw.proxy.max_concurrent_requests_per_account,
+            256,
+        )?,
     };
     let control_plane = ControlPlaneConfig {
         listen: socket_addr(

@@ -1,4 +1,4 @@
-//! Account balances served from memory, with reservations.
+//! Account balances (and per-key spend caps) served from memory, with reservations.
 //!
 //! An account's available credit is `ledger − unpersisted − reserved`:
 //! * `ledger`: the sum of its ledger entries as last read from the store;
@@ -17,8 +17,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+mod caps;
+
+use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::NanoUsd;
-use tokenroute_store::{RecordedUsage, Store, StoreError};
+use tokenroute_store::{KeyRecord, RecordedUsage, Store, StoreError};
+
+pub use caps::Cap;
+use caps::KeySpend;
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -31,6 +37,8 @@ struct Balance {
     /// A request holds less than its worst case (the balance could not cover it).
     /// Only one may at a time: that is what bounds overspend by one request's excess.
     partial_in_flight: bool,
+    /// Requests of the account in flight (for the concurrency cap).
+    in_flight: usize,
 }
 
 impl Balance {
@@ -45,6 +53,10 @@ fn lock(entry: &Entry) -> MutexGuard<'_, Balance> {
     entry.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn lock_spend(spend: &Mutex<KeySpend>) -> MutexGuard<'_, KeySpend> {
+    spend.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub struct CreditBook {
     store: Store,
     accounts: Mutex<HashMap<String, Entry>>,
@@ -54,12 +66,15 @@ pub struct CreditBook {
     ledger_io: tokio::sync::Mutex<()>,
     /// Unpersisted usage of accounts not cached yet (adopted from the spool at start).
     adopted: Mutex<HashMap<String, NanoUsd>>,
+    /// Spend of keys with spend caps, by key id.
+    spends: Mutex<HashMap<String, Arc<Mutex<KeySpend>>>>,
 }
 
 /// Credit held for one request in flight. Dropping it without settling releases it
 /// (the request failed before the provider produced anything: nothing is charged).
 pub struct Reservation {
     entry: Entry,
+    spend: Option<Arc<Mutex<KeySpend>>>,
     amount: NanoUsd,
     partial: bool,
 }
@@ -68,6 +83,10 @@ pub struct Reservation {
 pub enum CreditError {
     #[error("insufficient credits (available {available})")]
     Insufficient { available: NanoUsd },
+    #[error("the key's {} spend cap is reached", cap.describe())]
+    SpendCap { cap: Cap, now_ms: i64 },
+    #[error("the account already has {limit} requests in flight")]
+    Concurrency { limit: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -83,36 +102,111 @@ impl CreditBook {
             refresh_tx,
             ledger_io: tokio::sync::Mutex::new(()),
             adopted: Mutex::new(HashMap::new()),
+            spends: Mutex::new(HashMap::new()),
         };
         (Arc::new(book), refresh_rx)
     }
 
-    /// Reserves up to `worst_case` for a request; fails when nothing is available.
+    /// Reserves up to `worst_case` for a request of `key`: against the account's
+    /// balance and the key's spend caps, within the account's concurrency cap.
     pub async fn reserve(
         &self,
-        account_id: &str,
+        key: &KeyRecord,
         worst_case: NanoUsd,
+        max_concurrent: usize,
     ) -> Result<Reservation, CreditError> {
-        let entry = self.entry(account_id).await?;
+        let entry = self.entry(&key.account_id).await?;
+        let spend = if key.limits.has_spend_caps() {
+            Some(self.key_spend(&key.id).await?)
+        } else {
+            None
+        };
+        let now = now_ms();
         let mut balance = lock(&entry);
         if balance.loaded_at.elapsed() >= self.refresh_every && !balance.refresh_queued {
-            // Off the request path: the refresher re-reads the ledger in the background.
-            balance.refresh_queued = self.refresh_tx.try_send(account_id.to_string()).is_ok();
+            // Off the request path: the refresher re-reads the balance in the background.
+            balance.refresh_queued = self.refresh_tx.try_send(key.account_id.clone()).is_ok();
+        }
+        if balance.in_flight >= max_concurrent {
+            return Err(CreditError::Concurrency {
+                limit: max_concurrent,
+            });
         }
         let available = balance.available();
-        let partial = available < worst_case;
-        if !available.is_positive() || partial && balance.partial_in_flight {
+        if !available.is_positive() {
             return Err(CreditError::Insufficient { available });
         }
-        let amount = worst_case.min(available);
+        let mut spend_guard = spend.as_ref().map(|s| lock_spend(s));
+        let mut limit = available;
+        let mut partial_elsewhere = balance.partial_in_flight;
+        if let Some(s) = spend_guard.as_mut() {
+            s.roll(now);
+            if let Some((left, cap)) = s.remaining(&key.limits) {
+                if !left.is_positive() {
+                    return Err(CreditError::SpendCap { cap, now_ms: now });
+                }
+                if left < limit {
+                    limit = left;
+                    partial_elsewhere = s.partial_in_flight;
+                }
+            }
+        }
+        let partial = limit < worst_case;
+        if partial && partial_elsewhere {
+            return Err(
+                match spend_guard.as_ref().and_then(|s| s.remaining(&key.limits)) {
+                    Some((left, cap)) if left < available => {
+                        CreditError::SpendCap { cap, now_ms: now }
+                    }
+                    _ => CreditError::Insufficient { available },
+                },
+            );
+        }
+        let amount = worst_case.min(limit);
         balance.reserved += amount;
+        balance.in_flight += 1;
         balance.partial_in_flight |= partial;
+        if let Some(s) = spend_guard.as_mut() {
+            s.reserved += amount;
+            s.partial_in_flight |= partial;
+        }
+        drop(spend_guard);
         drop(balance);
         Ok(Reservation {
             entry,
+            spend,
             amount,
             partial,
         })
+    }
+
+    /// The key's spend record, loaded from the store on first use.
+    async fn key_spend(&self, key_id: &str) -> Result<Arc<Mutex<KeySpend>>, CreditError> {
+        if let Some(s) = self
+            .spends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key_id)
+        {
+            return Ok(s.clone());
+        }
+        let loaded = KeySpend::load(&self.store, key_id, now_ms()).await?;
+        Ok(self
+            .spends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key_id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(loaded)))
+            .clone())
+    }
+
+    /// What the key spent (today, this month, in all), when it has spend caps.
+    pub fn key_spent(&self, key_id: &str) -> Option<(NanoUsd, NanoUsd, NanoUsd)> {
+        let spends = self.spends.lock().unwrap_or_else(PoisonError::into_inner);
+        let s = spends.get(key_id)?;
+        let mut s = lock_spend(s);
+        s.roll(now_ms());
+        Some(s.spent())
     }
 
     /// The balance as this node sees it (ledger minus unpersisted usage), for tests and
@@ -203,6 +297,7 @@ impl CreditBook {
                     loaded_at: Instant::now(),
                     refresh_queued: false,
                     partial_in_flight: false,
+                    in_flight: 0,
                 }))
             })
             .clone();
@@ -231,6 +326,9 @@ impl Reservation {
     /// Replaces the hold by the real cost, which the usage writer will persist.
     pub fn settle(self, cost: NanoUsd) {
         lock(&self.entry).unpersisted += cost;
+        if let Some(spend) = &self.spend {
+            lock_spend(spend).add_spent(cost);
+        }
         // Drop releases the hold.
     }
 }
@@ -239,8 +337,17 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         let mut b = lock(&self.entry);
         b.reserved -= self.amount;
+        b.in_flight -= 1;
         if self.partial {
             b.partial_in_flight = false;
+        }
+        drop(b);
+        if let Some(spend) = &self.spend {
+            let mut s = lock_spend(spend);
+            s.reserved -= self.amount;
+            if self.partial {
+                s.partial_in_flight = false;
+            }
         }
     }
 }
