@@ -2,7 +2,8 @@
 //! send it) → SHA-256 → in-memory cache → the store on a miss.
 //!
 //! A cached key is trusted for `key-cache-ttl-ms` (1 s by default) and then read
-//! again, which bounds how long a revoked key keeps working on any node.
+//! again, which bounds how long a revoked key keeps working on any node. When the
+//! store cannot answer, a key already known keeps working from memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -17,6 +18,9 @@ use crate::error::ApiError;
 
 /// Entries past this count are dropped wholesale; a cache, not a registry.
 const MAX_ENTRIES: usize = 100_000;
+/// How long a request waits for the store to re-check a known key before using the
+/// copy in memory.
+const STORE_WAIT: Duration = Duration::from_millis(500);
 
 pub struct KeyCache {
     store: Store,
@@ -54,23 +58,34 @@ impl KeyCache {
     }
 
     async fn lookup(&self, hash: KeyHash) -> Result<Arc<KeyRecord>, ApiError> {
-        if let Some((record, at)) = self
+        let cached = self
             .entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&hash)
-        {
+            .cloned();
+        if let Some((record, at)) = &cached {
             if at.elapsed() < self.ttl {
                 return Ok(record.clone());
             }
         }
-        let record = self
-            .store
-            .key_by_hash(&hash)
-            .await
-            .map_err(|e| ApiError::Internal(format!("key lookup: {e}")))?
-            .ok_or(ApiError::InvalidKey)?;
-        let record = Arc::new(record);
+        let fetched = tokio::time::timeout(STORE_WAIT, self.store.key_by_hash(&hash)).await;
+        let record = match (fetched, cached) {
+            (Ok(Ok(Some(record))), _) => Arc::new(record),
+            (Ok(Ok(None)), _) => return Err(ApiError::InvalidKey),
+            // The store is down or slow: a key this node knew keeps working (nothing
+            // can be revoked meanwhile: revocation goes through the store).
+            (Ok(Err(_)) | Err(_), Some((record, _))) => {
+                tracing::warn!("store unreachable; authenticating a known key from memory");
+                return Ok(record);
+            }
+            (Ok(Err(e)), None) => return Err(ApiError::Internal(format!("key lookup: {e}"))),
+            (Err(_), None) => {
+                return Err(ApiError::Unavailable(
+                    "the key store does not answer".into(),
+                ))
+            }
+        };
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
