@@ -118,7 +118,7 @@ async fn load(
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let stream = (w + i) % 2 == 0;
+                    let stream = (w + i).is_multiple_of(2);
                     let body = format!(
                         r#"{{"model":"mock/echo","stream":{stream},"messages":[{{"role":"user","content":"worker {w} request {i}"}}]}}"#
                     );
