@@ -33,6 +33,9 @@ pub enum Reply {
     Spaced { events: usize, gap: Duration },
     /// Stream this many fixture events, then drop the connection mid-stream.
     Cut { after_events: usize },
+    /// Stream this many fixture events, then end the response cleanly — without the
+    /// usage chunk and without `[DONE]`.
+    Truncated { after_events: usize },
 }
 
 /// One request as the fake received it.
@@ -149,6 +152,13 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: 
                 }),
             );
             sse(s)
+        }
+        Reply::Truncated { after_events } => {
+            let events: Vec<Bytes> = fixture_events(false)
+                .into_iter()
+                .take(after_events)
+                .collect();
+            sse(stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
         }
         Reply::Spaced { events, gap } => {
             let chunks = spaced_events(events, include_usage);

@@ -74,9 +74,42 @@ async fn a_client_that_disconnects_mid_stream_is_billed(backend: Backend) {
         row.estimated,
         "the provider never reported usage to us: a marked estimate"
     );
+    assert!(row.cancelled, "the client went away");
     assert!(row.output_tokens > 0 && row.cost.is_positive(), "{row:?}");
     let balance = gw.store.balance(&account).await.unwrap();
     assert_eq!(balance, NanoUsd(1_000_000_000) - row.cost);
+}
+
+/// A provider that ends its stream early but cleanly — no usage chunk, no `[DONE]` —
+/// still gets the request billed: a marked estimate of what it produced, never zero.
+async fn a_stream_missing_its_final_events_is_billed_as_a_marked_estimate(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("vic@example.com", "1").await;
+    fake.reply(Reply::Truncated { after_events: 3 });
+    let body =
+        json!({"model": MODEL, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let resp = request(&gw, &key, &body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("The capital"), "{text}");
+    assert!(
+        !text.contains("[DONE]"),
+        "TokenRoute does not invent an ending: {}",
+        &text[text.len().saturating_sub(400)..]
+    );
+    let rows = gw.wait_usage(&account, 1).await;
+    assert!(rows[0].estimated && !rows[0].cancelled);
+    assert!(
+        rows[0].input_tokens > 0 && rows[0].output_tokens > 0,
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(
+        rows[0].cost,
+        gw.price(MODEL)
+            .cost(rows[0].input_tokens as u64, rows[0].output_tokens as u64)
+    );
 }
 
 /// 200 requests at once against a balance that covers 50 of them:
@@ -144,5 +177,6 @@ async fn concurrent_requests_cannot_overspend(backend: Backend) {
 tokenroute_tests::on_both_stores!(
     streams_are_forwarded_event_by_event,
     a_client_that_disconnects_mid_stream_is_billed,
+    a_stream_missing_its_final_events_is_billed_as_a_marked_estimate,
     concurrent_requests_cannot_overspend,
 );
