@@ -43,6 +43,41 @@ pub(crate) async fn add_to_balance(
     Ok(NanoUsd(balance))
 }
 
+/// Adds each delta to its account's balance projection in one statement (inside the
+/// caller's transaction) and returns the new balances.
+pub(crate) async fn add_to_balances(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    deltas: &[(&str, NanoUsd)],
+) -> Result<Vec<(String, NanoUsd)>, StoreError> {
+    use sqlx::Row;
+    if deltas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "INSERT INTO account_balances (account_id, balance_nanos) VALUES {}
+         ON CONFLICT (account_id) DO UPDATE
+             SET balance_nanos = account_balances.balance_nanos + excluded.balance_nanos
+         RETURNING account_id, balance_nanos",
+        crate::usage::placeholders(deltas.len(), 2)
+    );
+    let mut query = sqlx::query(&sql);
+    for (account_id, delta) in deltas {
+        query = query.bind(*account_id).bind(delta.nanos());
+    }
+    query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("account_id")?,
+                NanoUsd(r.try_get("balance_nanos")?),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 /// One ledger row as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
@@ -184,6 +219,22 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
 
+        for row in sqlx::query(
+            "SELECT u.account_id, u.request_id FROM usage_events u
+             LEFT JOIN accounts a ON a.id = u.account_id WHERE a.id IS NULL
+             UNION ALL
+             SELECT l.account_id, l.reference FROM ledger_entries l
+             LEFT JOIN accounts a ON a.id = l.account_id WHERE a.id IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        {
+            report.discrepancies.push(Discrepancy {
+                account_id: row.try_get(0)?,
+                request_id: row.try_get(1)?,
+                problem: "usage row or ledger entry of an account that does not exist".into(),
+            });
+        }
         for row in sqlx::query(
             "SELECT u.account_id, u.request_id, u.cost_nanos FROM usage_events u
              LEFT JOIN ledger_entries l ON l.kind = 'usage' AND l.reference = u.request_id

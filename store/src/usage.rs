@@ -6,12 +6,12 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use tokenroute_domain::{NanoUsd, UsageEvent};
 
-use crate::ledger::{add_to_balance, LedgerKind};
+use crate::ledger::{add_to_balances, LedgerKind};
 use crate::{new_id, Store, StoreError};
 
-/// Rows per INSERT statement: 15 parameters a row stays far below every backend's
+/// Rows per statement: at 15 parameters a row, 2,000 rows stay below every backend's
 /// parameter limit (SQLite: 32,766; Postgres: 65,535).
-const ROWS_PER_STATEMENT: usize = 256;
+const ROWS_PER_STATEMENT: usize = 2_000;
 
 /// What [`Store::record_usage`] did.
 #[derive(Debug, Clone, Default)]
@@ -99,26 +99,20 @@ impl Store {
                 query.execute(&mut *tx).await?;
             }
         }
-        // last_used_at: one statement per key, not per event.
+        // last_used_at: one statement for the batch's keys.
         let mut last_used: HashMap<&str, i64> = HashMap::new();
         for e in events {
             let at = last_used.entry(&e.key_id).or_insert(e.created_at_ms);
             *at = (*at).max(e.created_at_ms);
         }
-        for (key_id, at) in last_used {
-            sqlx::query(
-                "UPDATE api_keys SET last_used_at = $1
-                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-            )
-            .bind(at)
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?;
+        let last_used: Vec<(&str, i64)> = last_used.into_iter().collect();
+        for chunk in last_used.chunks(ROWS_PER_STATEMENT) {
+            touch_keys(&mut tx, chunk).await?;
         }
+        let debited: Vec<(&str, NanoUsd)> = debited.into_iter().collect();
         let mut balances = HashMap::with_capacity(debited.len());
-        for (account_id, delta) in debited {
-            let balance = add_to_balance(&mut tx, account_id, delta).await?;
-            balances.insert(account_id.to_string(), balance);
+        for chunk in debited.chunks(ROWS_PER_STATEMENT) {
+            balances.extend(add_to_balances(&mut tx, chunk).await?);
         }
         tx.commit().await?;
         Ok(RecordedUsage { inserted, balances })
@@ -209,8 +203,36 @@ fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
     })
 }
 
+/// Sets `last_used_at` of each key to its time, unless it is already later.
+async fn touch_keys(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    keys: &[(&str, i64)],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut case = String::from("CASE id");
+    let mut ids = Vec::with_capacity(keys.len());
+    for i in 0..keys.len() {
+        case.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
+        ids.push(format!("${}", 2 * i + 1));
+    }
+    case.push_str(" END");
+    let sql = format!(
+        "UPDATE api_keys SET last_used_at = {case}
+         WHERE id IN ({}) AND (last_used_at IS NULL OR last_used_at < {case})",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (key_id, at) in keys {
+        query = query.bind(*key_id).bind(*at);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// `($1, $2, ...), ($n+1, ...)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for r in 0..rows {
         if r > 0 {
