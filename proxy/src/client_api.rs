@@ -38,16 +38,7 @@ pub async fn generation(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::GenerationNotFound(id.clone()))?;
-    respond::json(
-        session,
-        ctx,
-        200,
-        json!({ "data": generation_json(&event) })
-            .to_string()
-            .into_bytes(),
-    )
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))
+    send(session, ctx, json!({ "data": generation_json(&event) })).await
 }
 
 fn generation_json(e: &UsageEvent) -> Value {
@@ -95,9 +86,7 @@ pub async fn credits(
             "total_usage_usd": spent.to_decimal(),
         }
     });
-    respond::json(session, ctx, 200, body.to_string().into_bytes())
-        .await
-        .map_err(|e| internal(e.to_string()))
+    send(session, ctx, body).await
 }
 
 pub async fn key(
@@ -139,9 +128,13 @@ pub async fn key(
             },
         }
     });
+    send(session, ctx, body).await
+}
+
+async fn send(session: &mut Session, ctx: &mut RequestCtx, body: Value) -> Result<(), ApiError> {
     respond::json(session, ctx, 200, body.to_string().into_bytes())
         .await
-        .map_err(|e| internal(e.to_string()))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 fn limits_json(l: &KeyLimits) -> Value {

@@ -3,7 +3,7 @@
 
 pub mod openai;
 pub mod spool;
-pub mod sse;
+pub use tokenroute_providers::sse;
 
 /// Tokens a request consumed, as the provider reported them or as estimated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
