@@ -11,9 +11,6 @@ pub struct ChatRequest {
     body: Map<String, Value>,
     pub model: String,
     pub stream: bool,
-    /// The client set `stream_options.include_usage`; if not, the usage chunk that
-    /// TokenRoute requests for itself is not forwarded.
-    pub client_wants_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`, when the client set one.
     pub max_output_tokens: Option<u64>,
 }
@@ -28,6 +25,11 @@ impl ChatRequest {
                 None,
             ));
         };
+        Self::from_map(body)
+    }
+
+    /// The request as a JSON object (e.g. translated from another client surface).
+    pub fn from_map(body: Map<String, Value>) -> Result<ChatRequest, ApiError> {
         let model = match body.get("model") {
             Some(Value::String(m)) if !m.is_empty() => m.clone(),
             Some(_) => {
@@ -74,11 +76,6 @@ impl ChatRequest {
                 ))
             }
         };
-        let client_wants_usage = body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         let max_output_tokens = match (body.get("max_completion_tokens"), body.get("max_tokens")) {
             (Some(v), _) if !v.is_null() => Some(positive_int(v, "max_completion_tokens")?),
             (_, Some(v)) if !v.is_null() => Some(positive_int(v, "max_tokens")?),
@@ -88,9 +85,13 @@ impl ChatRequest {
             body,
             model,
             stream,
-            client_wants_usage,
             max_output_tokens,
         })
+    }
+
+    /// The request as parsed, for translation into other dialects.
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
     }
 
     /// The body for an OpenAI-compatible provider: the provider's model name, and for
@@ -130,7 +131,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.model, "mock/echo");
-        assert!(r.stream && !r.client_wants_usage);
+        assert!(r.stream);
         assert_eq!(r.max_output_tokens, Some(50));
         let up: Value = serde_json::from_slice(&r.to_openai_upstream("echo")).unwrap();
         assert_eq!(up["model"], "echo");

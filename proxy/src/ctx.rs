@@ -7,6 +7,7 @@ use tokenroute_domain::{NanoUsd, UsageEvent};
 use tokenroute_store::KeyRecord;
 
 use crate::meter::Tokens;
+use crate::surface::Surface;
 
 #[derive(Default)]
 pub struct RequestCtx {
@@ -36,6 +37,8 @@ pub struct RequestCtx {
     pub recorded: bool,
     /// Headers every response to this request carries (rate limits, Retry-After).
     pub extra_headers: Vec<(&'static str, String)>,
+    /// The API the client speaks: answers and errors are shaped for it.
+    pub surface: Surface,
 }
 
 impl RequestCtx {

@@ -53,6 +53,14 @@ pub enum ApiError {
     UpstreamTimeout { provider: String, detail: String },
     #[error("The provider `{provider}` failed: {detail}.")]
     UpstreamFailed { provider: String, detail: String },
+    #[error("The provider `{provider}` refused the request (HTTP {status}): {message}")]
+    UpstreamRejected {
+        status: u16,
+        provider: String,
+        message: String,
+    },
+    #[error("The provider `{provider}` is overloaded: {message}. Try again shortly, or pick another model.")]
+    UpstreamOverloaded { provider: String, message: String },
     #[error("TokenRoute is not accepting requests for a moment: {0}. Please retry shortly.")]
     Unavailable(String),
     #[error("Internal error; the request was not charged. Please retry.")]
@@ -75,6 +83,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => 413,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
             ApiError::UpstreamTimeout { .. } => 504,
+            ApiError::UpstreamRejected { status, .. } => *status,
+            ApiError::UpstreamOverloaded { .. } => 503,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -107,6 +117,9 @@ impl ApiError {
             ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),
             ApiError::UpstreamTimeout { .. } => ("upstream_error", "upstream_timeout"),
             ApiError::UpstreamFailed { .. } => ("upstream_error", "upstream_failed"),
+            ApiError::UpstreamRejected { status: 429, .. } => ("requests", "rate_limit_exceeded"),
+            ApiError::UpstreamRejected { .. } => ("invalid_request_error", "upstream_rejected"),
+            ApiError::UpstreamOverloaded { .. } => ("upstream_error", "upstream_overloaded"),
             ApiError::Unavailable(_) => ("server_error", "service_unavailable"),
             ApiError::Internal(_) => ("server_error", "internal_error"),
         }

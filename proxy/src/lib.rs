@@ -13,6 +13,7 @@ pub mod chat;
 mod client_api;
 pub mod credit;
 mod ctx;
+mod dialect;
 pub mod error;
 mod exchange;
 pub mod limits;
@@ -21,6 +22,7 @@ mod models;
 mod respond;
 pub mod service;
 pub mod state;
+mod surface;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -63,5 +63,6 @@ pub async fn error(
     if ctx.response_started {
         return Ok(());
     }
-    json(session, ctx, e.status(), e.body()).await
+    let body = ctx.surface.error_body(e);
+    json(session, ctx, e.status(), body).await
 }

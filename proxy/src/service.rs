@@ -44,6 +44,8 @@ impl ProxyHttp for TokenRoute {
             ("POST", "/v1/chat/completions") => {
                 exchange::chat_completions(&self.state, session, ctx).await
             }
+            ("POST", "/v1/messages") => exchange::messages(&self.state, session, ctx).await,
+            ("POST", "/v1/embeddings") => exchange::embeddings(&self.state, session, ctx).await,
             ("GET", "/v1/models") => self.list_models(session, ctx).await,
             ("GET", "/v1/generation") => client_api::generation(&self.state, session, ctx).await,
             ("GET", "/v1/credits") => client_api::credits(&self.state, session, ctx).await,

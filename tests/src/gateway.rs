@@ -84,6 +84,18 @@ base-url = "{fake}"
 api-key-env = "PROVIDER_KEY"
 
 [[providers]]
+id = "anthropic"
+kind = "anthropic"
+base-url = "{fake}"
+api-key-env = "PROVIDER_KEY"
+
+[[providers]]
+id = "gemini"
+kind = "gemini"
+base-url = "{fake_gemini}"
+api-key-env = "PROVIDER_KEY"
+
+[[providers]]
 id = "dead"
 kind = "openai"
 base-url = "http://127.0.0.1:{dead}/v1"
@@ -95,6 +107,38 @@ input-usd-per-mtok = "0.15"
 output-usd-per-mtok = "0.60"
 context-window = 128000
 max-output-tokens = 16384
+
+[[models]]
+id = "anthropic/claude-3-5-haiku"
+upstream = "claude-3-5-haiku-20241022"
+input-usd-per-mtok = "0.80"
+output-usd-per-mtok = "4.00"
+context-window = 200000
+max-output-tokens = 8192
+
+[[models]]
+id = "gemini/gemini-2.0-flash"
+upstream = "gemini-2.0-flash"
+input-usd-per-mtok = "0.10"
+output-usd-per-mtok = "0.40"
+context-window = 1048576
+max-output-tokens = 8192
+
+[[models]]
+id = "openai/text-embedding-3-small"
+upstream = "text-embedding-3-small"
+input-usd-per-mtok = "0.02"
+output-usd-per-mtok = "0"
+context-window = 8191
+max-output-tokens = 1
+
+[[models]]
+id = "gemini/text-embedding-004"
+upstream = "text-embedding-004"
+input-usd-per-mtok = "0.01"
+output-usd-per-mtok = "0"
+context-window = 2048
+max-output-tokens = 1
 
 [[models]]
 id = "dead/model"
@@ -110,6 +154,7 @@ context-window = 1000
             url = db.url,
             spool = db.dir.path().join("spool").display(),
             fake = fake.base_url(),
+            fake_gemini = fake.gemini_base_url(),
             dead = free_port(),
         );
         let config = Config::from_toml(&toml, "test", &|var| {

@@ -1,14 +1,15 @@
 //! The end-to-end harness: a real TokenRoute (both planes, in-process, real sockets),
-//! a fake OpenAI provider speaking the wire format of `shared/fixtures/providers/`,
+//! a fake provider speaking OpenAI's, Anthropic's and Gemini's wire formats (the
+//! shapes of `shared/fixtures/providers/`),
 //! and a fresh store per test on SQLite or Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod db;
-pub mod fake_openai;
+pub mod fake_provider;
 pub mod gateway;
 
 pub use db::{Backend, TestDb};
-pub use fake_openai::{FakeOpenAi, Reply};
+pub use fake_provider::{Dialect, FakeOpenAi, FakeProvider, Reply};
 pub use gateway::Gateway;
 
 /// Reads a provider fixture from `shared/fixtures/providers/`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokenroute_domain::NanoUsd;
-use tokenroute_tests::fake_openai::fixture_events;
+use tokenroute_tests::fake_provider::fixture_events;
 use tokenroute_tests::gateway::{Options, PROVIDER_KEY};
 use tokenroute_tests::{Backend, FakeOpenAi, Gateway, Reply};
 

@@ -90,6 +90,10 @@ pub struct LogConfig {
 pub enum ProviderKind {
     /// OpenAI or any upstream speaking its Chat Completions API (Groq, DeepSeek, vLLM, ...).
     OpenAi,
+    /// Anthropic's Messages API (`x-api-key` authentication).
+    Anthropic,
+    /// Google's Gemini API, generateContent (`x-goog-api-key` authentication).
+    Gemini,
     /// Built in, no network: deterministic OpenAI-shaped answers, for trying TokenRoute out.
     Mock,
 }

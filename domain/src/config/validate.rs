@@ -18,6 +18,8 @@ const DEFAULT_CONTROL_PLANE_LISTEN: &str = "127.0.0.1:8081";
 const DEFAULT_STORE_URL: &str = "sqlite://data/tokenroute.db";
 const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
+const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 
 pub(super) fn validate(
     raw: RawConfig,
@@ -164,11 +166,15 @@ fn provider(
     }
     let kind = match raw.kind.as_str() {
         "openai" => ProviderKind::OpenAi,
+        "anthropic" => ProviderKind::Anthropic,
+        "gemini" => ProviderKind::Gemini,
         "mock" => ProviderKind::Mock,
         other => {
             return Err((
                 at("kind"),
-                format!("unknown provider kind `{other}` (expected `openai` or `mock`)"),
+                format!(
+                    "unknown provider kind `{other}` (expected `openai`, `anthropic`, `gemini` or `mock`)"
+                ),
             ))
         }
     };
@@ -182,10 +188,17 @@ fn provider(
             }
             None
         }
-        ProviderKind::OpenAi => Some(
-            endpoint(raw.base_url.as_deref().unwrap_or(OPENAI_BASE_URL))
-                .map_err(|m| (at("base-url"), m))?,
-        ),
+        ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::Gemini => {
+            let default = match kind {
+                ProviderKind::Anthropic => ANTHROPIC_BASE_URL,
+                ProviderKind::Gemini => GEMINI_BASE_URL,
+                _ => OPENAI_BASE_URL,
+            };
+            Some(
+                endpoint(raw.base_url.as_deref().unwrap_or(default))
+                    .map_err(|m| (at("base-url"), m))?,
+            )
+        }
     };
     let api_key = match raw.api_key_env {
         None => None,

@@ -65,6 +65,7 @@ pub(super) fn respond(body: &[u8]) -> UpstreamResponse {
         UpstreamResponse {
             status: 200,
             content_type: Some("application/json".into()),
+            retry_after: None,
             source: Source::Mock(VecDeque::from([Bytes::from(body.to_string())])),
         }
     }
@@ -113,7 +114,44 @@ fn stream(id: &str, model: &str, words: &[String], usage: Option<Value>) -> Upst
     UpstreamResponse {
         status: 200,
         content_type: Some("text/event-stream".into()),
+        retry_after: None,
         source: Source::Mock(events),
+    }
+}
+
+/// Embeddings: eight numbers a text, derived from its hash (same text, same vector).
+pub(super) fn embeddings(body: &[u8]) -> UpstreamResponse {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "mock provider: body is not JSON");
+    };
+    let texts: Vec<String> = match &request["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(|i| i.to_string()).collect(),
+        _ => return error(400, "mock provider: `input` must be a string or an array"),
+    };
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let h = fnv1a(text.as_bytes());
+            let vector: Vec<f64> = (0..8)
+                .map(|i| f64::from(((h >> (i * 8)) & 0xff) as u8) / 255.0 - 0.5)
+                .collect();
+            json!({"object": "embedding", "index": index, "embedding": vector})
+        })
+        .collect();
+    let tokens: u64 = texts.iter().map(|t| estimate_tokens(t.len())).sum();
+    let body = json!({
+        "object": "list",
+        "data": data,
+        "model": request["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    });
+    UpstreamResponse {
+        status: 200,
+        content_type: Some("application/json".into()),
+        retry_after: None,
+        source: Source::Mock(VecDeque::from([Bytes::from(body.to_string())])),
     }
 }
 
@@ -122,6 +160,7 @@ fn error(status: u16, message: &str) -> UpstreamResponse {
     UpstreamResponse {
         status,
         content_type: Some("application/json".into()),
+        retry_after: None,
         source: Source::Mock(VecDeque::from([Bytes::from(body.to_string())])),
     }
 }

@@ -35,9 +35,11 @@ pub struct UpstreamClient {
 /// One request to a provider, body already translated.
 pub struct UpstreamRequest<'a> {
     pub provider: &'a Provider,
-    /// Path under the provider's base URL, e.g. `/chat/completions`.
+    /// Path (and query) under the provider's base URL, e.g. `/chat/completions`.
     pub path: &'a str,
     pub body: Bytes,
+    /// Headers the provider's dialect needs (e.g. `anthropic-version`).
+    pub headers: &'a [(&'static str, String)],
     pub stream: bool,
 }
 
@@ -72,6 +74,8 @@ impl From<Box<Error>> for UpstreamError {
 pub struct UpstreamResponse {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The provider's `Retry-After`, relayed with its 429s.
+    pub retry_after: Option<String>,
     source: Source,
 }
 
@@ -96,6 +100,9 @@ impl UpstreamClient {
     /// Sends the request and reads the response header.
     pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
         let endpoint = match (&req.provider.kind, &req.provider.endpoint) {
+            (ProviderKind::Mock, _) if req.path == "/embeddings" => {
+                return Ok(mock::embeddings(&req.body))
+            }
             (ProviderKind::Mock, _) => return Ok(mock::respond(&req.body)),
             (_, Some(endpoint)) => endpoint,
             (_, None) => {
@@ -123,14 +130,17 @@ impl UpstreamClient {
             .response_header()
             .ok_or_else(|| UpstreamError::Protocol("no response header".into()))?;
         let status = response.status.as_u16();
-        let content_type = response
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name: http::header::HeaderName| {
+            response
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         Ok(UpstreamResponse {
             status,
-            content_type,
+            content_type: header(http::header::CONTENT_TYPE),
+            retry_after: header(http::header::RETRY_AFTER),
             source: Source::Http {
                 session: Box::new(session),
                 peer: Box::new(peer),
@@ -209,10 +219,17 @@ fn request_header(
         concat!("tokenroute/", env!("CARGO_PKG_VERSION")),
     )?;
     if let Some(key) = &req.provider.api_key {
-        h.insert_header(
-            http::header::AUTHORIZATION,
-            format!("Bearer {}", key.expose()),
-        )?;
+        let key = key.expose();
+        match req.provider.kind {
+            ProviderKind::Anthropic => h.insert_header("x-api-key", key.as_str())?,
+            ProviderKind::Gemini => h.insert_header("x-goog-api-key", key.as_str())?,
+            ProviderKind::OpenAi | ProviderKind::Mock => {
+                h.insert_header(http::header::AUTHORIZATION, format!("Bearer {key}"))?
+            }
+        }
+    }
+    for (name, value) in req.headers {
+        h.insert_header(*name, value.as_str())?;
     }
     for (name, value) in &req.provider.headers {
         h.insert_header(name.clone(), value.clone())?;
