@@ -87,7 +87,10 @@ fn run(args: Args) -> Result<(), String> {
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;
         // The harness reads this line to learn the port.
-        #[allow(clippy::print_stdout, reason = "the bound address is the program's output")]
+        #[allow(
+            clippy::print_stdout,
+            reason = "the bound address is the program's output"
+        )]
         {
             println!("listening on {addr}");
         }
@@ -141,7 +144,10 @@ async fn chat(State(canned): State<Arc<Canned>>, body: Bytes) -> Response {
         Body::from_stream(frames)
     };
     (
-        [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")],
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()
@@ -188,7 +194,10 @@ fn canned(args: &Args) -> Canned {
     let events = (0..n)
         .map(|i| {
             let (delta, finish) = if i == 0 {
-                (json!({"role": "assistant", "content": "", "refusal": null}), Value::Null)
+                (
+                    json!({"role": "assistant", "content": "", "refusal": null}),
+                    Value::Null,
+                )
             } else if i + 1 == n {
                 (json!({}), json!("stop"))
             } else {

@@ -40,6 +40,9 @@ struct Args {
     /// Give up on one run after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Also print, on stderr, when each read of the last run arrived and what it held.
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,11 +83,11 @@ fn run(args: &Args) -> Result<String, String> {
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut shape = Shape::default();
     for _ in 0..args.warmup {
-        once(addr, &request, timeout)?;
+        once(addr, &request, timeout, false)?;
     }
     let mut runs = Vec::with_capacity(args.runs);
-    for _ in 0..args.runs {
-        let (run, s) = once(addr, &request, timeout)?;
+    for i in 0..args.runs {
+        let (run, s) = once(addr, &request, timeout, args.trace && i + 1 == args.runs)?;
         runs.push(run);
         shape = s;
     }
@@ -167,7 +170,12 @@ enum Framing {
     UntilClose,
 }
 
-fn once(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<(Run, Shape), String> {
+fn once(
+    addr: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+    trace: bool,
+) -> Result<(Run, Shape), String> {
     let start = Instant::now();
     let mut tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -183,7 +191,7 @@ fn once(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<(Run, Sha
     let mut head: Option<(usize, Framing)> = None;
     let mut decoded: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut consumed = 0; // bytes of `raw` (after the head) already decoded
-    let mut scanned = 0; // bytes of `decoded` already searched
+    let mut scanned: usize = 0; // bytes of `decoded` already searched
     let mut finished = false;
     while !finished {
         let n = tcp.read(&mut buf).map_err(|e| format!("read: {e}"))?;
@@ -200,6 +208,16 @@ fn once(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<(Run, Sha
         }
         if n > 0 && ttfb.is_none() {
             ttfb = Some(now);
+        }
+        if trace {
+            let data = String::from_utf8_lossy(&buf[..n]);
+            eprintln!(
+                "{:>10.3} ms  {:>6} bytes  {} events  {:?}",
+                now.as_secs_f64() * 1000.0,
+                n,
+                data.matches("data: ").count(),
+                data.chars().take(60).collect::<String>()
+            );
         }
         raw.extend_from_slice(&buf[..n]);
         if head.is_none() {

@@ -4,6 +4,7 @@
 //!
 //! `usage-writer-bench --store-url postgres://... --events 200000 --batch 1024`
 
+use std::io::Write;
 use std::time::Instant;
 
 use clap::Parser;
@@ -75,10 +76,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 output_tokens: 8,
                 cost: NanoUsd(8_400),
                 status: 200,
-                streamed: i % 2 == 0,
+                streamed: i.is_multiple_of(2),
                 estimated: false,
                 cancelled: false,
                 duration_ms: 3,
+                cached_input_tokens: 0,
             }
         })
         .collect();
@@ -89,14 +91,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = started.elapsed().as_secs_f64();
     // One line, machine-readable, for run.sh.
-    println!(
+    writeln!(
+        std::io::stdout(),
         "usage_writer events={} batch={} inserted={} seconds={:.3} events_per_second={:.0}",
         args.events,
         args.batch,
         inserted,
         secs,
         args.events as f64 / secs
-    );
+    )?;
     let report = store.verify_ledger().await?;
     if !report.discrepancies.is_empty() {
         return Err(format!("{} ledger discrepancies", report.discrepancies.len()).into());

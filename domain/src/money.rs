@@ -155,18 +155,35 @@ impl Neg for NanoUsd {
     }
 }
 
-/// A model's price: nano-USD per one million input and output tokens.
+/// A model's price: nano-USD per one million input and output tokens, and for input
+/// read from the provider's prompt cache when the model prices it differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Price {
     pub input_per_mtok: NanoUsd,
     pub output_per_mtok: NanoUsd,
+    /// `None`: cached input costs what other input costs.
+    pub cached_input_per_mtok: Option<NanoUsd>,
 }
 
 impl Price {
     /// The exact cost of a request, rounded up to the next nano-USD (never down:
     /// a request that used tokens is never free by rounding).
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> NanoUsd {
-        let numerator = i128::from(input_tokens) * i128::from(self.input_per_mtok.0)
+        self.cost_with_cache(input_tokens, 0, output_tokens)
+    }
+
+    /// As [`Price::cost`], when `cached_tokens` of the input came from the provider's
+    /// prompt cache (they are part of `input_tokens`).
+    pub fn cost_with_cache(
+        &self,
+        input_tokens: u64,
+        cached_tokens: u64,
+        output_tokens: u64,
+    ) -> NanoUsd {
+        let cached = cached_tokens.min(input_tokens);
+        let cached_price = self.cached_input_per_mtok.unwrap_or(self.input_per_mtok);
+        let numerator = i128::from(input_tokens - cached) * i128::from(self.input_per_mtok.0)
+            + i128::from(cached) * i128::from(cached_price.0)
             + i128::from(output_tokens) * i128::from(self.output_per_mtok.0);
         let nanos = (numerator + TOKENS_PER_PRICE_UNIT - 1).div_euclid(TOKENS_PER_PRICE_UNIT);
         NanoUsd(i64::try_from(nanos).unwrap_or(i64::MAX))
@@ -211,6 +228,7 @@ mod tests {
         let price = Price {
             input_per_mtok: NanoUsd::parse_usd("0.15").unwrap(),
             output_per_mtok: NanoUsd::parse_usd("0.60").unwrap(),
+            cached_input_per_mtok: Some(NanoUsd::parse_usd("0.075").unwrap()),
         };
         // 19 in, 10 out: 19*150 + 10*600 = 8_850 nanos exactly.
         assert_eq!(price.cost(19, 10), NanoUsd(8_850));
@@ -220,12 +238,31 @@ mod tests {
         let cheap = Price {
             input_per_mtok: NanoUsd::parse_usd("0.0000001").unwrap(),
             output_per_mtok: NanoUsd::parse_usd("0.0000003").unwrap(),
+            cached_input_per_mtok: None,
         };
         // One token rounds up to 1 nano; three tokens are 0.0003 nano → 1, not 3 × 1.
         assert_eq!(cheap.cost(1, 0), NanoUsd(1));
         assert_eq!(cheap.cost(3, 0), NanoUsd(1));
         // 7M in + 1M out = 700 + 300 nanos exactly: no rounding when exact.
         assert_eq!(cheap.cost(7_000_000, 1_000_000), NanoUsd(1_000));
+        // Without a cached price, cached input costs what other input costs.
+        assert_eq!(
+            cheap.cost_with_cache(7_000_000, 5_000_000, 1_000_000),
+            NanoUsd(1_000)
+        );
+    }
+
+    #[test]
+    fn cached_input_has_its_own_price() {
+        let price = Price {
+            input_per_mtok: NanoUsd::parse_usd("0.15").unwrap(),
+            output_per_mtok: NanoUsd::parse_usd("0.60").unwrap(),
+            cached_input_per_mtok: Some(NanoUsd::parse_usd("0.075").unwrap()),
+        };
+        // 100 in, of which 40 cached, 10 out: 60×150 + 40×75 + 10×600 = 18,000.
+        assert_eq!(price.cost_with_cache(100, 40, 10), NanoUsd(18_000));
+        // More cached than input (a provider's odd count) is capped at the input.
+        assert_eq!(price.cost_with_cache(10, 50, 0), NanoUsd(750));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct UsageEvent {
     pub upstream_model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Of `input_tokens`, those read from the provider's prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: i64,
     pub cost: NanoUsd,
     /// HTTP status returned to the client.
     pub status: u16,

@@ -50,6 +50,7 @@ fn generation_json(e: &UsageEvent) -> Value {
         "upstream_model": e.upstream_model,
         "tokens_prompt": e.input_tokens,
         "tokens_completion": e.output_tokens,
+        "tokens_cached": e.cached_input_tokens,
         "total_cost": e.cost.as_usd_f64(),
         "total_cost_usd": e.cost.to_decimal(),
         "latency_ms": e.duration_ms,

@@ -63,6 +63,7 @@ impl RequestCtx {
             upstream_model: self.upstream_model.clone().unwrap_or_default(),
             input_tokens: i64::try_from(self.tokens.input).unwrap_or(i64::MAX),
             output_tokens: i64::try_from(self.tokens.output).unwrap_or(i64::MAX),
+            cached_input_tokens: i64::try_from(self.tokens.cached).unwrap_or(i64::MAX),
             cost: self.cost,
             status: self.status,
             streamed: self.streamed,

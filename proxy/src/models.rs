@@ -19,7 +19,9 @@ pub fn list(config: &Config) -> Vec<u8> {
                 "pricing": {
                     "input_usd_per_mtok": usd(m.price.input_per_mtok),
                     "output_usd_per_mtok": usd(m.price.output_per_mtok),
+                    "cached_input_usd_per_mtok": usd(m.price.cached_input_per_mtok.unwrap_or(m.price.input_per_mtok)),
                 },
+                "capabilities": m.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
             })
         })
         .collect();

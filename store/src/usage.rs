@@ -9,7 +9,7 @@ use tokenroute_domain::{NanoUsd, UsageEvent};
 use crate::ledger::{add_to_balances, LedgerKind};
 use crate::{new_id, Store, StoreError};
 
-/// Rows per statement: at 15 parameters a row, 2,000 rows stay below every backend's
+/// Rows per statement: at 16 parameters a row, 2,000 rows stay below every backend's
 /// parameter limit (SQLite: 32,766; Postgres: 65,535).
 const ROWS_PER_STATEMENT: usize = 2_000;
 
@@ -24,7 +24,8 @@ pub struct RecordedUsage {
 
 const USAGE_COLUMNS: &str =
     "request_id, account_id, key_id, created_at, model, provider, upstream_model,
-     input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms";
+     input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms,
+     cached_input_tokens";
 
 impl Store {
     /// Writes a batch of usage events in one transaction, each with its ledger debit.
@@ -45,7 +46,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES {}
                  ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
-                placeholders(chunk.len(), 15)
+                placeholders(chunk.len(), 16)
             );
             let mut query = sqlx::query(&sql);
             for e in chunk {
@@ -64,7 +65,8 @@ impl Store {
                     .bind(i64::from(e.streamed))
                     .bind(i64::from(e.estimated))
                     .bind(i64::from(e.cancelled))
-                    .bind(e.duration_ms);
+                    .bind(e.duration_ms)
+                    .bind(e.cached_input_tokens);
             }
             let new_ids: HashSet<String> = query
                 .fetch_all(&mut *tx)
@@ -200,6 +202,7 @@ fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
         estimated: r.try_get::<i64, _>("estimated")? != 0,
         cancelled: r.try_get::<i64, _>("cancelled")? != 0,
         duration_ms: r.try_get("duration_ms")?,
+        cached_input_tokens: r.try_get("cached_input_tokens")?,
     })
 }
 

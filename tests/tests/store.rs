@@ -31,6 +31,7 @@ fn event(request_id: &str, account: &str, key: &str, cost: i64) -> UsageEvent {
         estimated: false,
         cancelled: false,
         duration_ms: 12,
+        cached_input_tokens: 0,
     }
 }
 

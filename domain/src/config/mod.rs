@@ -130,6 +130,49 @@ pub struct Model {
     pub context_window: u64,
     /// Used for the worst-case reservation when the request sets no `max_tokens`.
     pub max_output_tokens: u64,
+    /// What the model can do, as `GET /v1/models` lists it.
+    pub capabilities: Vec<Capability>,
+}
+
+/// Something a model can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    Tools,
+    Vision,
+    Json,
+    Streaming,
+    Embeddings,
+}
+
+impl Capability {
+    /// What a chat model is assumed to do when its config says nothing.
+    pub const ALL: [Capability; 4] = [
+        Capability::Tools,
+        Capability::Vision,
+        Capability::Json,
+        Capability::Streaming,
+    ];
+
+    pub fn parse(name: &str) -> Option<Capability> {
+        Some(match name {
+            "tools" => Capability::Tools,
+            "vision" => Capability::Vision,
+            "json" => Capability::Json,
+            "streaming" => Capability::Streaming,
+            "embeddings" => Capability::Embeddings,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Tools => "tools",
+            Capability::Vision => "vision",
+            Capability::Json => "json",
+            Capability::Streaming => "streaming",
+            Capability::Embeddings => "embeddings",
+        }
+    }
 }
 
 impl Config {

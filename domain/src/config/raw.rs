@@ -93,6 +93,8 @@ pub struct RawModel {
     pub upstream: Option<String>,
     pub input_usd_per_mtok: String,
     pub output_usd_per_mtok: String,
+    pub cached_input_usd_per_mtok: Option<String>,
+    pub capabilities: Option<Vec<String>>,
     pub context_window: u64,
     pub max_output_tokens: Option<u64>,
 }

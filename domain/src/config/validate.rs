@@ -275,6 +275,25 @@ fn model(i: usize, raw: RawModel, providers: &HashMap<String, usize>) -> Result<
     let price = Price {
         input_per_mtok: price("input-usd-per-mtok", &raw.input_usd_per_mtok)?,
         output_per_mtok: price("output-usd-per-mtok", &raw.output_usd_per_mtok)?,
+        cached_input_per_mtok: raw
+            .cached_input_usd_per_mtok
+            .as_deref()
+            .map(|text| price("cached-input-usd-per-mtok", text))
+            .transpose()?,
+    };
+    let capabilities = match raw.capabilities {
+        None => Capability::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                Capability::parse(name).ok_or_else(|| {
+                    (
+                        at("capabilities"),
+                        format!("unknown capability `{name}` (expected tools, vision, json, streaming or embeddings)"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
     };
     if raw.context_window == 0 {
         return Err((at("context-window"), "must be greater than 0".into()));
@@ -293,6 +312,7 @@ fn model(i: usize, raw: RawModel, providers: &HashMap<String, usize>) -> Result<
         price,
         context_window: raw.context_window,
         max_output_tokens,
+        capabilities,
     })
 }
 

@@ -42,6 +42,7 @@ impl Outcome {
         tokens: Tokens {
             input: 0,
             output: 0,
+            cached: 0,
         },
         estimated: false,
     };
@@ -56,9 +57,11 @@ async fn settle_and_record(
     holds: Holds,
     outcome: Outcome,
 ) {
-    let cost = model
-        .price
-        .cost(outcome.tokens.input, outcome.tokens.output);
+    let cost = model.price.cost_with_cache(
+        outcome.tokens.input,
+        outcome.tokens.cached,
+        outcome.tokens.output,
+    );
     holds.reservation.settle(cost);
     if let Some(ticket) = holds.rate {
         ticket.settle(outcome.tokens.input + outcome.tokens.output);
@@ -112,6 +115,7 @@ pub async fn whole(
             tokens: Tokens {
                 input: answer.prompt_estimate,
                 output: estimate_tokens(body.len()),
+                cached: 0,
             },
             estimated: true,
         },
@@ -187,8 +191,8 @@ pub async fn stream(
         // Anthropic's message_start): never bill less output than was delivered.
         Some(tokens) if !meter.done && tokens.output < produced => Outcome {
             tokens: Tokens {
-                input: tokens.input,
                 output: produced,
+                ..tokens
             },
             estimated: true,
         },
@@ -200,6 +204,7 @@ pub async fn stream(
             tokens: Tokens {
                 input: answer.prompt_estimate,
                 output: produced,
+                cached: 0,
             },
             estimated: true,
         },

@@ -116,6 +116,7 @@ pub async fn embeddings(
     let tokens = usage_of_response(&body).unwrap_or(Tokens {
         input: prompt_estimate,
         output: 0,
+        cached: 0,
     });
     settle(
         state,
@@ -140,7 +141,9 @@ async fn settle(
     tokens: Tokens,
     estimated: bool,
 ) {
-    let cost = model.price.cost(tokens.input, tokens.output);
+    let cost = model
+        .price
+        .cost_with_cache(tokens.input, tokens.cached, tokens.output);
     holds.reservation.settle(cost);
     if let Some(ticket) = holds.rate {
         ticket.settle(tokens.input);

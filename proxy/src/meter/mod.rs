@@ -10,6 +10,8 @@ pub use tokenroute_providers::sse;
 pub struct Tokens {
     pub input: u64,
     pub output: u64,
+    /// Of `input`, the tokens read from the provider's prompt cache.
+    pub cached: u64,
 }
 
 /// A rough token count for text of `bytes` bytes: about four bytes a token for

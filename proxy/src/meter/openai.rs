@@ -13,6 +13,27 @@ struct Usage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+            cached: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -23,10 +44,7 @@ struct WithUsage {
 /// The usage of a non-streaming response body, if it reports one.
 pub fn usage_of_response(body: &[u8]) -> Option<Tokens> {
     let parsed: WithUsage = serde_json::from_slice(body).ok()?;
-    parsed.usage.map(|u| Tokens {
-        input: u.prompt_tokens,
-        output: u.completion_tokens,
-    })
+    parsed.usage.map(|u| u.tokens())
 }
 
 #[derive(Deserialize)]
@@ -109,12 +127,11 @@ impl StreamMeter {
         let Some(u) = chunk.usage else {
             return Disposition::Forward;
         };
-        let tokens = Tokens {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-        };
+        let tokens = u.tokens();
         self.usage = Some(tokens);
-        let cost = self.price.cost(tokens.input, tokens.output);
+        let cost = self
+            .price
+            .cost_with_cache(tokens.input, tokens.cached, tokens.output);
         match with_cost(event.data.as_bytes(), cost) {
             Some(json) => {
                 let mut out = Vec::with_capacity(json.len() + 8);
@@ -147,7 +164,8 @@ mod tests {
             usage_of_response(&fixture("chat.json")),
             Some(Tokens {
                 input: 24,
-                output: 8
+                output: 8,
+                cached: 0
             })
         );
         assert_eq!(usage_of_response(b"{\"choices\":[]}"), None);
@@ -158,6 +176,7 @@ mod tests {
         Price {
             input_per_mtok: NanoUsd(150_000_000),
             output_per_mtok: NanoUsd(600_000_000),
+            cached_input_per_mtok: None,
         }
     }
 
@@ -180,7 +199,8 @@ mod tests {
             m.usage,
             Some(Tokens {
                 input: 24,
-                output: 8
+                output: 8,
+                cached: 0
             })
         );
         assert!(m.generated_bytes > 0);

@@ -459,6 +459,7 @@ mod tests {
             estimated: false,
             cancelled: false,
             duration_ms: 4,
+            cached_input_tokens: 0,
         }
     }
 

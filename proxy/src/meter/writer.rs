@@ -107,7 +107,7 @@ impl UsageWriter {
             }
             if !events.is_empty()
                 && !self
-                    .commit(&events, drain_deadline, &mut last_warning)
+                    .commit(&events, &shutdown, &mut drain_deadline, &mut last_warning)
                     .await
             {
                 let pending = self
@@ -125,12 +125,13 @@ impl UsageWriter {
         }
     }
 
-    /// Commits a batch, retrying with backoff. Returns false only when a shutdown
-    /// deadline passes first.
+    /// Commits a batch, retrying with backoff. Returns false only when the store has
+    /// kept failing for [`SHUTDOWN_DRAIN`] after a shutdown was asked for.
     async fn commit(
         &self,
         events: &[UsageEvent],
-        deadline: Option<Instant>,
+        shutdown: &watch::Receiver<bool>,
+        deadline: &mut Option<Instant>,
         last_warning: &mut Instant,
     ) -> bool {
         let debits: Vec<(String, NanoUsd)> = events
@@ -161,6 +162,9 @@ impl UsageWriter {
                             .load(std::sync::atomic::Ordering::Relaxed);
                         let bytes = self.stats.bytes.load(std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(error = %e, pending, spool_bytes = bytes, "usage not written to the store; it waits in the spool");
+                    }
+                    if deadline.is_none() && *shutdown.borrow() {
+                        *deadline = Some(Instant::now() + SHUTDOWN_DRAIN);
                     }
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return false;
