@@ -42,6 +42,7 @@ BENCH_NOISE_LIMIT=${BENCH_NOISE_LIMIT:-10}      # % of a core used by other proc
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}        # seconds (whole run) to wait for other processes to calm down
 BENCH_WRITER_PG=${BENCH_WRITER_PG:-postgres://postgres@127.0.0.1:5432/postgres} # Postgres for the usage writer run (a scratch database is made)
 BENCH_WRITER_EVENTS=${BENCH_WRITER_EVENTS:-100000} # events the usage writer writes (0: skip)
+BENCH_TRANSLATE=${BENCH_TRANSLATE:-1}             # criterion: translation + metering per streamed event (0: skip)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 COMMAND="benchmarks/run.sh"
@@ -172,6 +173,23 @@ kv() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p" | head -n1; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 CLK_TCK=$(getconf CLK_TCK)
+
+# ---- what is measured ----------------------------------------------------------
+# Recorded before building: the tree may change while the run goes on.
+COMMIT=$(git -C "$ROOT" rev-parse --short "${BENCH_REV:-HEAD}" 2>/dev/null || echo unknown)
+DIRTY=""
+CHANGED=""
+if [[ -z $BENCH_REV ]]; then
+    CHANGED=$(git -C "$ROOT" status --porcelain -- . ':!benchmarks' 2>/dev/null | awk '{ print $NF }' | paste -sd' ' || true)
+fi
+if [[ -n $CHANGED ]]; then
+    read -ra CHANGED_FILES <<<"$CHANGED"
+    DIRTY=" plus uncommitted changes to ${#CHANGED_FILES[@]} files (${CHANGED_FILES[*]:0:6}$( ((${#CHANGED_FILES[@]} > 6)) && echo " ..."))"
+fi
+if [[ $BENCH_SKIP_BUILD == 1 ]]; then
+    DIRTY+=" — binaries taken as found in \$CARGO_TARGET_DIR/release (BENCH_SKIP_BUILD=1), not necessarily built from this commit"
+fi
+COMMIT_SUBJECT=$(git -C "$ROOT" log -1 --format=%s "${BENCH_REV:-HEAD}" 2>/dev/null || true)
 
 # ---- build ---------------------------------------------------------------------
 # BENCH_REV: benchmark that git revision (exported to a temp dir and built there)
@@ -663,7 +681,7 @@ fi
 WRITER_NOTE="not measured (needs psql and Postgres at $BENCH_WRITER_PG)"
 if ((BENCH_WRITER_EVENTS > 0)) && command -v psql >/dev/null 2>&1 && psql "$BENCH_WRITER_PG" -XAtqc 'select 1' >/dev/null 2>&1; then
     WRITER_DB=tokenroute_bench_writer_$$
-    psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB" -c "CREATE DATABASE $WRITER_DB" >/dev/null
+    PGOPTIONS='--client-min-messages=warning' psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB" -c "CREATE DATABASE $WRITER_DB" >/dev/null
     WRITER_URL="${BENCH_WRITER_PG%/*}/$WRITER_DB"
     log "usage writer: $BENCH_WRITER_EVENTS events into Postgres"
     if WRITER_LINE=$(pinned 0 "$BIN/usage-writer-bench" --store-url "$WRITER_URL" --events "$BENCH_WRITER_EVENTS" --batch 1024); then
@@ -674,6 +692,20 @@ if ((BENCH_WRITER_EVENTS > 0)) && command -v psql >/dev/null 2>&1 && psql "$BENC
     fi
     psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB WITH (FORCE)" >/dev/null || true
     log "usage writer: $WRITER_NOTE"
+fi
+
+# ---- translation + metering per streamed event (criterion) ---------------------
+TRANSLATE_ROWS=""
+if ((BENCH_TRANSLATE)); then
+    log "translation + metering per streamed event (criterion)"
+    if BENCHER=$(cd "$SRC" && pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
+        --output-format bencher --warm-up-time 1 --measurement-time 3 2>/dev/null | grep '^test '); then
+        # test stream_event/<dialect>/<events> ... bench: <ns> ns/iter (+/- <ns>)
+        TRANSLATE_ROWS=$(awk '{
+            split($2, id, "/"); ns = $5; gsub(",", "", ns); dev = $8; gsub(/[,)]/, "", dev)
+            printf "| %s | %d | %.1f | %.2f | ±%.1f |\n", id[2], id[3], ns / 1000, ns / 1000 / id[3], dev / 1000
+        }' <<<"$BENCHER")
+    fi
 fi
 
 # ---- RESULTS.md ----------------------------------------------------------------
@@ -690,20 +722,6 @@ DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 [[ -n $CPU_MODEL ]] || CPU_MODEL=$(lscpu 2>/dev/null | awk -F': +' '/Model name/ { print $2; exit }')
-COMMIT=$(git -C "$ROOT" rev-parse --short "${BENCH_REV:-HEAD}" 2>/dev/null || echo unknown)
-DIRTY=""
-CHANGED=""
-if [[ -z $BENCH_REV ]]; then
-    CHANGED=$(git -C "$ROOT" status --porcelain -- . ':!benchmarks' 2>/dev/null | awk '{ print $NF }' | paste -sd' ' || true)
-fi
-if [[ -n $CHANGED ]]; then
-    read -ra CHANGED_FILES <<<"$CHANGED"
-    DIRTY=" plus uncommitted changes to ${#CHANGED_FILES[@]} files (${CHANGED_FILES[*]:0:6}$( ((${#CHANGED_FILES[@]} > 6)) && echo " ..."))"
-fi
-if [[ $BENCH_SKIP_BUILD == 1 ]]; then
-    DIRTY+=" — binaries taken as found in \$CARGO_TARGET_DIR/release (BENCH_SKIP_BUILD=1), not necessarily built from this commit"
-fi
-COMMIT_SUBJECT=$(git -C "$ROOT" log -1 --format=%s "${BENCH_REV:-HEAD}" 2>/dev/null || true)
 KERNEL=$(uname -r)
 WRK_VERSION=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }')
 ELAPSED=$((SECONDS - START_SECONDS))
@@ -834,13 +852,13 @@ EOF
 ### Metering check
 
 ${METER_NOTE:-not checked}
-
-### Usage writer (into Postgres)
-
-$WRITER_NOTE
 TokenRoute peak RSS over the whole run (streams included): $TR_RSS_FINAL MiB; warnings/errors in its log: $TR_LOG_WARNINGS.
 ${NGINX_NOTE:+
-$NGINX_NOTE}
+$NGINX_NOTE
+}
+### Usage writer alone (into Postgres)
+
+$WRITER_NOTE
 
 Columns: *req/s* completed responses per second; *p50/p99* wrk's latency percentiles;
 *added* = the path's percentile minus the direct hop's, same run; *hop CPU s / 1k req* =

@@ -13,7 +13,7 @@ pub mod chat;
 mod client_api;
 pub mod credit;
 mod ctx;
-mod dialect;
+pub mod dialect;
 pub mod error;
 mod exchange;
 pub mod limits;

@@ -74,6 +74,22 @@ for model in MODELS:
     check("Paris" in streamed, f"{model}: anthropic stream text {streamed!r}")
     check(final.stop_reason == "end_turn", f"{model}: anthropic stream stop {final.stop_reason}")
 
+# Tool calls, whole, from every dialect: the call and its arguments come back intact.
+for model in MODELS:
+    r = oa.chat.completions.create(model=model, messages=QUESTION, tools=[WEATHER_TOOL])
+    calls = r.choices[0].message.tool_calls or []
+    check(calls and calls[0].function.name == "get_weather", f"{model}: a tool call {r}")
+    check(json.loads(calls[0].function.arguments) == {"location": "Paris, France"}, f"{model}: arguments {calls}")
+    check(r.choices[0].finish_reason == "tool_calls", f"{model}: finish_reason {r.choices[0].finish_reason}")
+    m = an.messages.create(
+        model=model, max_tokens=128, messages=QUESTION,
+        tools=[{"name": "get_weather", "description": "The weather now",
+                "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}}}],
+    )
+    uses = [b for b in m.content if b.type == "tool_use"]
+    check(uses and uses[0].input == {"location": "Paris, France"}, f"{model}: anthropic sdk tool use {m.content}")
+    check(m.stop_reason == "tool_use", f"{model}: anthropic sdk stop {m.stop_reason}")
+
 # Tool calls, streamed, from the dialects whose fixtures carry one.
 for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku"]:
     calls = {}

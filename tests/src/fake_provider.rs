@@ -231,6 +231,11 @@ async fn answer(
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
+        Reply::Fixture if !stream && with_tools => (
+            [("content-type", "application/json")],
+            tool_call_answer(dialect).to_string(),
+        )
+            .into_response(),
         Reply::Fixture if !stream => {
             let file = match dialect {
                 Dialect::OpenAi => "openai/chat.json",
@@ -269,6 +274,39 @@ async fn answer(
             );
             sse(s)
         }
+    }
+}
+
+/// A whole answer that calls the `get_weather` tool, in the dialect's shape (the
+/// streamed fixtures carry the same call).
+fn tool_call_answer(dialect: Dialect) -> Value {
+    match dialect {
+        Dialect::OpenAi => serde_json::json!({
+            "id": "chatcmpl-tool", "object": "chat.completion", "created": 1741570500,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": "call_abc", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"location\": \"Paris, France\"}"}}]
+            }}],
+            "usage": {"prompt_tokens": 80, "completion_tokens": 17, "total_tokens": 97}
+        }),
+        Dialect::Anthropic => serde_json::json!({
+            "id": "msg_tool", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [
+                {"type": "text", "text": "Let me check the weather."},
+                {"type": "tool_use", "id": "toolu_abc", "name": "get_weather", "input": {"location": "Paris, France"}}
+            ],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 472, "output_tokens": 89}
+        }),
+        Dialect::Gemini => serde_json::json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"location": "Paris, France"}}}
+            ]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 60, "candidatesTokenCount": 12, "totalTokenCount": 72},
+            "modelVersion": "gemini-2.0-flash", "responseId": "tool1"
+        }),
     }
 }
 

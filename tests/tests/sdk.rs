@@ -29,10 +29,10 @@ async fn the_official_python_sdks_work_against_every_dialect() {
         "SDK checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("SDK checks passed"), "{stdout}");
-    // Every call the SDKs made with the key was metered: per model 5 (chat, stream,
-    // JSON mode, Anthropic whole and streamed), 3 tool-call streams, 2 embeddings and
-    // the unknown model's refusal.
-    let rows = gw.wait_usage(&account, 3 * 5 + 3 + 2 + 1).await;
+    // Every call the SDKs made with the key was metered: per model 7 (chat, stream,
+    // JSON mode, Anthropic whole and streamed, a tool call from each SDK), 3 tool-call
+    // streams, 2 embeddings and the unknown model's refusal.
+    let rows = gw.wait_usage(&account, 3 * 7 + 3 + 2 + 1).await;
     assert_eq!(rows.iter().filter(|r| r.status == 400).count(), 1);
     assert!(rows
         .iter()
