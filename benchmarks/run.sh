@@ -698,7 +698,8 @@ fi
 TRANSLATE_ROWS=""
 if ((BENCH_TRANSLATE)); then
     log "translation + metering per streamed event (criterion)"
-    if BENCHER=$(cd "$SRC" && pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
+    if BENCHER=$(cd "$SRC" && TOKENROUTE_FIXTURES="$ROOT/../shared/fixtures/providers" \
+        pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
         --output-format bencher --warm-up-time 1 --measurement-time 3 2>/dev/null | grep '^test '); then
         # test stream_event/<dialect>/<events> ... bench: <ns> ns/iter (+/- <ns>)
         TRANSLATE_ROWS=$(awk '{
@@ -793,7 +794,7 @@ stream_row() { # stream_row SC LABEL
     echo "| $2 | $(kv "$out" ttfb_ms_p50) | $(kv "$out" first_event_ms_p50) | $(kv "$out" first_event_ms_p90) | $(kv "$out" done_ms_p50) | $(kv "$out" total_ms_p50) | $(kv "$out" total_ms_p90) | $fe | $tt | $(kv "$out" events) | $(kv "$out" usage) |"
 }
 
-HISTORY_ROW="| $DATE | $COMMIT${CHANGED:+ (dirty)} | $STORE_KIND | ${R[direct.loaded.rps]} | ${R[nginx.loaded.rps]:-—} | ${R[tokenroute.loaded.rps]} | $(added tokenroute loaded p50) | $(added tokenroute loaded p99) | $(added tokenroute light p50) | ${R[tokenroute.loaded.cpu]} | $(if [[ -n ${R[stream.tokenroute]:-} ]]; then calc %+.2f "$(kv "${R[stream.tokenroute]}" first_event_ms_p50) - $(kv "${R[stream.direct]}" first_event_ms_p50)"; else echo —; fi) |"
+HISTORY_ROW="| $DATE | $COMMIT${CHANGED:+ (dirty)}$( ((NOISY)) && echo " (noisy)") | $STORE_KIND | ${R[direct.loaded.rps]} | ${R[nginx.loaded.rps]:-—} | ${R[tokenroute.loaded.rps]} | $(added tokenroute loaded p50) | $(added tokenroute loaded p99) | $(added tokenroute light p50) | ${R[tokenroute.loaded.cpu]} | $(if [[ -n ${R[stream.tokenroute]:-} ]]; then calc %+.2f "$(kv "${R[stream.tokenroute]}" first_event_ms_p50) - $(kv "${R[stream.direct]}" first_event_ms_p50)"; else echo —; fi) |"
 OLD_HISTORY=
 if [[ -f $BENCH_RESULTS ]]; then
     OLD_HISTORY=$(sed -n '/<!-- history:start -->/,/<!-- history:end -->/p' "$BENCH_RESULTS" | grep '^| 20' || true)
@@ -859,7 +860,18 @@ $NGINX_NOTE
 ### Usage writer alone (into Postgres)
 
 $WRITER_NOTE
+${TRANSLATE_ROWS:+
+### Translation + metering per streamed event
 
+A provider's whole stream (the transcripts in \`shared/fixtures/providers/\`, read in
+512-byte pieces) through the dialect adapter into OpenAI events, the SSE reader and
+the meter — the synchronous work the data plane does for every event
+(\`cargo bench -p tokenroute-proxy --bench stream_event\`, criterion, release build).
+
+| Provider stream | events | µs per stream | µs per event | spread µs |
+|---|---:|---:|---:|---:|
+$TRANSLATE_ROWS
+}
 Columns: *req/s* completed responses per second; *p50/p99* wrk's latency percentiles;
 *added* = the path's percentile minus the direct hop's, same run; *hop CPU s / 1k req* =
 the proxy process's utime + stime (from /proc/PID/stat) during the measured run per
@@ -871,7 +883,8 @@ first complete SSE event; *total* = end of the body; medians and p90 over the ru
 
 ## History
 
-One line per run of \`benchmarks/run.sh\` (newest first; loaded = $BENCH_CONNECTIONS connections by default).
+One line per run of \`benchmarks/run.sh\` (newest first; loaded = $BENCH_CONNECTIONS connections by default;
+*noisy*: other processes took more than $BENCH_NOISE_LIMIT % of a core during a measured run).
 
 <!-- history:start -->
 | Date | Commit | store | direct req/s | nginx req/s | TokenRoute req/s | added p50 ms (loaded) | added p99 ms (loaded) | added p50 ms (1 conn) | TokenRoute CPU s / 1k req | added first event ms (stream) |

@@ -11,11 +11,16 @@ use tokenroute_proxy::dialect::Dialect;
 use tokenroute_proxy::meter::openai::StreamMeter;
 use tokenroute_proxy::meter::sse::SseSplitter;
 
+/// The transcripts: `TOKENROUTE_FIXTURES` when set (a checkout elsewhere), else the
+/// `shared/` folder beside the repository.
 fn fixture(path: &str) -> Vec<u8> {
-    let full = format!(
-        "{}/../../shared/fixtures/providers/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let dir = std::env::var("TOKENROUTE_FIXTURES").unwrap_or_else(|_| {
+        format!(
+            "{}/../../shared/fixtures/providers",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let full = format!("{dir}/{path}");
     std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 

@@ -261,7 +261,11 @@ async fn answer(
             sse(stream::iter(events.into_iter().map(Ok::<_, Infallible>)))
         }
         Reply::Spaced { events, gap } => {
-            let chunks = spaced_events(events, include_usage);
+            let chunks = match dialect {
+                Dialect::OpenAi => spaced_events(events, include_usage),
+                Dialect::Anthropic => spaced_anthropic_events(events),
+                Dialect::Gemini => spaced_gemini_events(events),
+            };
             let s = stream::unfold(
                 (chunks.into_iter(), true),
                 move |(mut it, first)| async move {
@@ -362,6 +366,60 @@ pub fn fixture_events(include_usage: bool) -> Vec<Bytes> {
     text.split_inclusive("\n\n")
         .filter(|e| include_usage || !e.contains("\"choices\":[]"))
         .map(|e| Bytes::from(e.to_string()))
+        .collect()
+}
+
+/// `n` text deltas in Anthropic's stream format, with its usage at the end.
+fn spaced_anthropic_events(n: usize) -> Vec<Bytes> {
+    let event = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
+    let mut out = vec![
+        event(
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": {
+            "id": "msg_spaced", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    out.extend((0..n).map(|i| {
+        event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "text_delta", "text": format!("w{i} ")}}),
+        )
+    }));
+    out.push(event(
+        "content_block_stop",
+        serde_json::json!({"type": "content_block_stop", "index": 0}),
+    ));
+    out.push(event(
+        "message_delta",
+        serde_json::json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": n}}),
+    ));
+    out.push(event(
+        "message_stop",
+        serde_json::json!({"type": "message_stop"}),
+    ));
+    out
+}
+
+/// `n` chunks in Gemini's stream format, each with its cumulative usage.
+fn spaced_gemini_events(n: usize) -> Vec<Bytes> {
+    (0..n)
+        .map(|i| {
+            let mut candidate = serde_json::json!({"content": {"role": "model", "parts": [{"text": format!("w{i} ")}]}});
+            if i + 1 == n {
+                candidate["finishReason"] = serde_json::json!("STOP");
+            }
+            let chunk = serde_json::json!({"candidates": [candidate],
+                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": i + 1, "totalTokenCount": 11 + i}});
+            Bytes::from(format!("data: {chunk}\r\n\r\n"))
+        })
         .collect()
 }
 

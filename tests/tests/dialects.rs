@@ -396,6 +396,37 @@ async fn early_stops_are_billed_for_every_dialect() {
     }
 }
 
+/// A client that hangs up mid-stream pays for what the provider produced, whatever
+/// the provider's dialect.
+async fn client_disconnects_are_billed_for_every_dialect() {
+    for model in [OPENAI, ANTHROPIC, GEMINI] {
+        let (fake, gw, key, account) = setup().await;
+        fake.reply(Reply::Spaced {
+            events: 100,
+            gap: std::time::Duration::from_millis(20),
+        });
+        let resp = post_chat(&gw, &key, &chat(model, true)).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let mut body = resp.bytes_stream();
+        use futures_util::StreamExt;
+        let first = body.next().await.unwrap().unwrap();
+        assert!(!first.is_empty(), "{model}");
+        drop(body); // hang up
+        let rows = gw.wait_usage(&account, 1).await;
+        assert!(rows[0].cancelled, "{model}: {:?}", rows[0]);
+        assert!(
+            rows[0].cost.is_positive() && rows[0].input_tokens > 0,
+            "{model}: {:?}",
+            rows[0]
+        );
+        assert!(
+            rows[0].output_tokens > 0,
+            "{model}: billed what was produced: {:?}",
+            rows[0]
+        );
+    }
+}
+
 macro_rules! tests {
     ($($name:ident),* $(,)?) => {
         $(
@@ -417,5 +448,6 @@ mod dialect {
         anthropic_client_streams_from_every_provider,
         provider_errors_keep_the_client_shape,
         early_stops_are_billed_for_every_dialect,
+        client_disconnects_are_billed_for_every_dialect,
     );
 }

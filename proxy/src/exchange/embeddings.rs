@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tokenroute_providers::gemini;
 
 use super::admit::{self, Ask, Holds};
-use super::{refusal, translate_error, upstream_error};
+use super::{refusal, resolve, translate_error, upstream_error};
 use crate::ctx::RequestCtx;
 use crate::dialect::Dialect;
 use crate::error::ApiError;
@@ -37,19 +37,7 @@ pub async fn embeddings(
         .to_string();
     let input_bytes = input_bytes(&request)?;
     ctx.model = Some(model_id.clone());
-    let model = state
-        .config
-        .model(&model_id)
-        .ok_or_else(|| ApiError::UnknownModel(model_id.clone()))?;
-    let provider = state
-        .config
-        .provider(&model.provider)
-        .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
-    ctx.provider = Some(provider.id.clone());
-    ctx.upstream_model = Some(model.upstream.clone());
-    if !key.limits.allows_model(&model.id) {
-        return Err(ApiError::ModelNotAllowed(model.id.clone()));
-    }
+    let (model, provider) = resolve(state, ctx, &key, &model_id)?;
     let dialect = Dialect::of(provider.kind);
     let (path, body) = match dialect {
         Dialect::OpenAi => {

@@ -15,6 +15,7 @@ mod refusal;
 pub use embeddings::embeddings;
 
 use pingora::proxy::Session;
+use tokenroute_domain::config::{Model, Provider};
 use tokenroute_providers::{messages_api, TranslateError};
 use tokenroute_store::KeyRecord;
 
@@ -71,19 +72,7 @@ async fn run(
 ) -> Result<(), ApiError> {
     ctx.model = Some(chat.model.clone());
     ctx.streamed = chat.stream;
-    let model = state
-        .config
-        .model(&chat.model)
-        .ok_or_else(|| ApiError::UnknownModel(chat.model.clone()))?;
-    let provider = state
-        .config
-        .provider(&model.provider)
-        .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
-    ctx.provider = Some(provider.id.clone());
-    ctx.upstream_model = Some(model.upstream.clone());
-    if !key.limits.allows_model(&model.id) {
-        return Err(ApiError::ModelNotAllowed(model.id.clone()));
-    }
+    let (model, provider) = resolve(state, ctx, key, &chat.model)?;
     let dialect = Dialect::of(provider.kind);
     let call = dialect
         .call(&chat, &model.upstream)
@@ -125,6 +114,29 @@ async fn run(
     }
     state.upstream.release(response).await;
     Ok(())
+}
+
+/// The configured model the client named and its provider, if the key may use it.
+fn resolve<'s>(
+    state: &'s ProxyState,
+    ctx: &mut RequestCtx,
+    key: &KeyRecord,
+    model_id: &str,
+) -> Result<(&'s Model, &'s Provider), ApiError> {
+    let model = state
+        .config
+        .model(model_id)
+        .ok_or_else(|| ApiError::UnknownModel(model_id.to_string()))?;
+    let provider = state
+        .config
+        .provider(&model.provider)
+        .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
+    ctx.provider = Some(provider.id.clone());
+    ctx.upstream_model = Some(model.upstream.clone());
+    if !key.limits.allows_model(&model.id) {
+        return Err(ApiError::ModelNotAllowed(model.id.clone()));
+    }
+    Ok((model, provider))
 }
 
 /// A request the provider's dialect cannot express is the client's to change: 400.
