@@ -48,7 +48,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 COMMAND="benchmarks/run.sh"
 for v in BENCH_DURATION BENCH_CONNECTIONS BENCH_WARMUP BENCH_LIGHT_DURATION BENCH_STREAM_RUNS \
     BENCH_STREAM_EVENTS BENCH_EVENT_GAP_MS BENCH_DELAY_MS BENCH_NGINX BENCH_PROXY_CPUS \
-    BENCH_UPSTREAM_CPUS BENCH_LOADGEN_CPUS BENCH_UPSTREAM_THREADS BENCH_PROXY_THREADS BENCH_REV; do
+    BENCH_UPSTREAM_CPUS BENCH_LOADGEN_CPUS BENCH_UPSTREAM_THREADS BENCH_PROXY_THREADS BENCH_REV \
+    BENCH_QUIET_WAIT BENCH_NOISE_LIMIT BENCH_SKIP_BUILD BENCH_TRANSLATE BENCH_WRITER_EVENTS; do
     # Record the knobs that were set explicitly, so the command in RESULTS.md reruns it.
     if printenv "$v" >/dev/null; then COMMAND="$v=${!v} $COMMAND"; fi
 done
@@ -184,7 +185,9 @@ if [[ -z $BENCH_REV ]]; then
 fi
 if [[ -n $CHANGED ]]; then
     read -ra CHANGED_FILES <<<"$CHANGED"
-    DIRTY=" plus uncommitted changes to ${#CHANGED_FILES[@]} files (${CHANGED_FILES[*]:0:6}$( ((${#CHANGED_FILES[@]} > 6)) && echo " ..."))"
+    MORE=""
+    if ((${#CHANGED_FILES[@]} > 6)); then MORE=" ..."; fi
+    DIRTY=" plus uncommitted changes to ${#CHANGED_FILES[@]} files (${CHANGED_FILES[*]:0:6}$MORE)"
 fi
 if [[ $BENCH_SKIP_BUILD == 1 ]]; then
     DIRTY+=" — binaries taken as found in \$CARGO_TARGET_DIR/release (BENCH_SKIP_BUILD=1), not necessarily built from this commit"
@@ -403,7 +406,8 @@ TR_WRK_REQUESTS=0
 # processes are part of the system under test: their ticks are left out here and
 # counted by store_ticks.
 proc_ticks() { # proc_ticks others|store
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root=$$ -v want="$1" -v pg="$STORE_KIND" '
+    # (cat fails when a process exits between the glob and the read: that is expected.)
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root=$$ -v want="$1" -v pg="$STORE_KIND" '
         {
             pid = $1
             line = $0
@@ -626,7 +630,13 @@ if ((BENCH_STREAM_RUNS > 0)); then
     TR_EXTRA=$((TR_EXTRA + BENCH_STREAM_RUNS + 2))
 fi
 TR_RSS_FINAL=$(calc %.1f "$(peak_rss_kb "$TR_PID") / 1024")
-TR_LOG_WARNINGS=$(grep -c -E ' (WARN|ERROR) ' "$WORK/tokenroute.log" || true)
+TR_LOG_WARNINGS=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/tokenroute.log" | grep -c -E ' (WARN|ERROR) ' || true)
+# The most frequent one, e.g. sqlx's "slow statement" warnings from the usage writer.
+TR_LOG_TOP=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/tokenroute.log" | grep -E ' (WARN|ERROR) ' |
+    sed -E 's/^.* (WARN|ERROR) +//; s/ [a-z_.]+=.*$//' | cut -c1-90 | sort | uniq -c | sort -rn | head -n1 |
+    awk '{ n = $1; $1 = ""; sub(/^ /, ""); printf "%d× \"%s\"", n, $0 }' || true)
+TR_LOG_NOTE=$TR_LOG_WARNINGS
+[[ -n $TR_LOG_TOP ]] && TR_LOG_NOTE+=" (most frequent: $TR_LOG_TOP)"
 
 for k in "${!R[@]}"; do
     if [[ $k == *.other ]] && ((${R[$k]} + ${R[${k%.other}.steal]:-0} > BENCH_NOISE_LIMIT)); then NOISY=1; fi
@@ -698,9 +708,9 @@ fi
 TRANSLATE_ROWS=""
 if ((BENCH_TRANSLATE)); then
     log "translation + metering per streamed event (criterion)"
-    if BENCHER=$(cd "$SRC" && TOKENROUTE_FIXTURES="$ROOT/../shared/fixtures/providers" \
-        pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
-        --output-format bencher --warm-up-time 1 --measurement-time 3 2>/dev/null | grep '^test '); then
+    export TOKENROUTE_FIXTURES="$ROOT/../shared/fixtures/providers"
+    if BENCHER=$(cd "$SRC" && pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
+        --output-format bencher --warm-up-time 1 --measurement-time 3 2>>"$WORK/criterion.log" | grep '^test ' || true); then
         # test stream_event/<dialect>/<events> ... bench: <ns> ns/iter (+/- <ns>)
         TRANSLATE_ROWS=$(awk '{
             split($2, id, "/"); ns = $5; gsub(",", "", ns); dev = $8; gsub(/[,)]/, "", dev)
@@ -794,7 +804,29 @@ stream_row() { # stream_row SC LABEL
     echo "| $2 | $(kv "$out" ttfb_ms_p50) | $(kv "$out" first_event_ms_p50) | $(kv "$out" first_event_ms_p90) | $(kv "$out" done_ms_p50) | $(kv "$out" total_ms_p50) | $(kv "$out" total_ms_p90) | $fe | $tt | $(kv "$out" events) | $(kv "$out" usage) |"
 }
 
-HISTORY_ROW="| $DATE | $COMMIT${CHANGED:+ (dirty)}$( ((NOISY)) && echo " (noisy)") | $STORE_KIND | ${R[direct.loaded.rps]} | ${R[nginx.loaded.rps]:-—} | ${R[tokenroute.loaded.rps]} | $(added tokenroute loaded p50) | $(added tokenroute loaded p99) | $(added tokenroute light p50) | ${R[tokenroute.loaded.cpu]} | $(if [[ -n ${R[stream.tokenroute]:-} ]]; then calc %+.2f "$(kv "${R[stream.tokenroute]}" first_event_ms_p50) - $(kv "${R[stream.direct]}" first_event_ms_p50)"; else echo —; fi) |"
+# Built here, not inline in the heredoc below: an apostrophe inside ${VAR:+...} there
+# breaks bash's parsing of the rest of the document.
+TRANSLATE_SECTION=""
+if [[ -n $TRANSLATE_ROWS ]]; then
+    TRANSLATE_SECTION=$(
+        cat <<'SECTION'
+
+### Translation + metering per streamed event
+
+A provider's whole stream (the transcripts in `shared/fixtures/providers/`, read in
+512-byte pieces) through the dialect adapter into OpenAI events, the SSE reader and
+the meter — the synchronous work the data plane does for every event
+(`cargo bench -p tokenroute-proxy --bench stream_event`, criterion, release build).
+
+| Provider stream | events | µs per stream | µs per event | spread µs |
+|---|---:|---:|---:|---:|
+SECTION
+        printf '%s\n' "$TRANSLATE_ROWS"
+    )
+fi
+NOISY_MARK=""
+if ((NOISY)); then NOISY_MARK=" (noisy)"; fi
+HISTORY_ROW="| $DATE | $COMMIT${CHANGED:+ (dirty)}$NOISY_MARK | $STORE_KIND | ${R[direct.loaded.rps]} | ${R[nginx.loaded.rps]:-—} | ${R[tokenroute.loaded.rps]} | $(added tokenroute loaded p50) | $(added tokenroute loaded p99) | $(added tokenroute light p50) | ${R[tokenroute.loaded.cpu]} | $(if [[ -n ${R[stream.tokenroute]:-} ]]; then calc %+.2f "$(kv "${R[stream.tokenroute]}" first_event_ms_p50) - $(kv "${R[stream.direct]}" first_event_ms_p50)"; else echo —; fi) |"
 OLD_HISTORY=
 if [[ -f $BENCH_RESULTS ]]; then
     OLD_HISTORY=$(sed -n '/<!-- history:start -->/,/<!-- history:end -->/p' "$BENCH_RESULTS" | grep '^| 20' || true)
@@ -853,25 +885,15 @@ EOF
 ### Metering check
 
 ${METER_NOTE:-not checked}
-TokenRoute peak RSS over the whole run (streams included): $TR_RSS_FINAL MiB; warnings/errors in its log: $TR_LOG_WARNINGS.
+TokenRoute peak RSS over the whole run (streams included): $TR_RSS_FINAL MiB; warnings/errors in its log: $TR_LOG_NOTE.
 ${NGINX_NOTE:+
 $NGINX_NOTE
 }
 ### Usage writer alone (into Postgres)
 
 $WRITER_NOTE
-${TRANSLATE_ROWS:+
-### Translation + metering per streamed event
+$TRANSLATE_SECTION
 
-A provider's whole stream (the transcripts in \`shared/fixtures/providers/\`, read in
-512-byte pieces) through the dialect adapter into OpenAI events, the SSE reader and
-the meter — the synchronous work the data plane does for every event
-(\`cargo bench -p tokenroute-proxy --bench stream_event\`, criterion, release build).
-
-| Provider stream | events | µs per stream | µs per event | spread µs |
-|---|---:|---:|---:|---:|
-$TRANSLATE_ROWS
-}
 Columns: *req/s* completed responses per second; *p50/p99* wrk's latency percentiles;
 *added* = the path's percentile minus the direct hop's, same run; *hop CPU s / 1k req* =
 the proxy process's utime + stime (from /proc/PID/stat) during the measured run per

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::Executor;
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{ConnectOptions, Executor};
 
 use crate::{Store, StoreError};
 
@@ -45,7 +47,15 @@ impl Store {
                 })
             });
         }
-        let pool = options.connect(&url).await.map_err(StoreError::Connect)?;
+        // sqlx logs a slow statement at WARN with its whole text — a 16,000-parameter
+        // usage batch fills the log. Slow statements are debug news here.
+        let connect = AnyConnectOptions::from_str(&url)
+            .map_err(StoreError::Connect)?
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let pool = options
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::Connect)?;
         if backend == Backend::Sqlite {
             // WAL lets readers and one writer work at once; it is a property of the file.
             pool.execute("PRAGMA journal_mode = WAL")

@@ -7,11 +7,16 @@ use sqlx::Row;
 use tokenroute_domain::{NanoUsd, UsageEvent};
 
 use crate::ledger::{add_to_balances, LedgerKind};
-use crate::{new_id, Store, StoreError};
+use crate::{new_id, Backend, Store, StoreError};
 
 /// Rows per statement: at 16 parameters a row, 2,000 rows stay below every backend's
 /// parameter limit (SQLite: 32,766; Postgres: 65,535).
 const ROWS_PER_STATEMENT: usize = 2_000;
+/// On SQLite, far fewer: sqlx binds each numbered parameter by looking its name up,
+/// which SQLite does linearly — a statement's cost grows with the square of its
+/// parameter count (measured: a 1,024-row batch took 1.5 s; 96% of the time in
+/// `sqlite3_bind_parameter_name`). 64 rows × 16 parameters keeps that negligible.
+const SQLITE_ROWS_PER_STATEMENT: usize = 64;
 
 /// What [`Store::record_usage`] did.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +47,11 @@ impl Store {
         for e in events {
             debited.entry(&e.account_id).or_default();
         }
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let rows_per_statement = match self.backend {
+            Backend::Postgres => ROWS_PER_STATEMENT,
+            Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
+        };
+        for chunk in events.chunks(rows_per_statement) {
             let sql = format!(
                 "INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES {}
                  ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
@@ -108,12 +117,12 @@ impl Store {
             *at = (*at).max(e.created_at_ms);
         }
         let last_used: Vec<(&str, i64)> = last_used.into_iter().collect();
-        for chunk in last_used.chunks(ROWS_PER_STATEMENT) {
+        for chunk in last_used.chunks(rows_per_statement) {
             touch_keys(&mut tx, chunk).await?;
         }
         let debited: Vec<(&str, NanoUsd)> = debited.into_iter().collect();
         let mut balances = HashMap::with_capacity(debited.len());
-        for chunk in debited.chunks(ROWS_PER_STATEMENT) {
+        for chunk in debited.chunks(rows_per_statement) {
             balances.extend(add_to_balances(&mut tx, chunk).await?);
         }
         tx.commit().await?;

@@ -142,4 +142,18 @@ try:
 except anthropic.AuthenticationError:
     check(True, "")
 
+# A provider of each dialect that cannot be reached: 502 in each SDK's own error type,
+# naming the provider.
+for provider in ["dead", "dead-anthropic", "dead-gemini"]:
+    try:
+        oa.chat.completions.create(model=f"{provider}/model", messages=QUESTION)
+        check(False, f"openai sdk: {provider} must fail")
+    except openai.InternalServerError as e:
+        check(e.status_code == 502 and provider in str(e), f"openai sdk: {provider}: {e}")
+    try:
+        an.messages.create(model=f"{provider}/model", max_tokens=10, messages=QUESTION)
+        check(False, f"anthropic sdk: {provider} must fail")
+    except anthropic.InternalServerError as e:
+        check(e.status_code == 502 and provider in str(e), f"anthropic sdk: {provider}: {e}")
+
 print(f"{checks} SDK checks passed")

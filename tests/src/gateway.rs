@@ -100,6 +100,16 @@ id = "dead"
 kind = "openai"
 base-url = "http://127.0.0.1:{dead}/v1"
 
+[[providers]]
+id = "dead-anthropic"
+kind = "anthropic"
+base-url = "http://127.0.0.1:{dead}/v1"
+
+[[providers]]
+id = "dead-gemini"
+kind = "gemini"
+base-url = "http://127.0.0.1:{dead}/v1beta"
+
 [[models]]
 id = "openai/gpt-4o-mini"
 upstream = "gpt-4o-mini"
@@ -142,6 +152,18 @@ max-output-tokens = 1
 
 [[models]]
 id = "dead/model"
+input-usd-per-mtok = "1"
+output-usd-per-mtok = "1"
+context-window = 1000
+
+[[models]]
+id = "dead-anthropic/model"
+input-usd-per-mtok = "1"
+output-usd-per-mtok = "1"
+context-window = 1000
+
+[[models]]
+id = "dead-gemini/model"
 input-usd-per-mtok = "1"
 output-usd-per-mtok = "1"
 context-window = 1000

@@ -31,9 +31,10 @@ async fn the_official_python_sdks_work_against_every_dialect() {
     assert!(stdout.contains("SDK checks passed"), "{stdout}");
     // Every call the SDKs made with the key was metered: per model 7 (chat, stream,
     // JSON mode, Anthropic whole and streamed, a tool call from each SDK), 3 tool-call
-    // streams, 2 embeddings and the unknown model's refusal.
-    let rows = gw.wait_usage(&account, 3 * 7 + 3 + 2 + 1).await;
+    // streams, 2 embeddings, the unknown model's refusal and 6 unreachable providers.
+    let rows = gw.wait_usage(&account, 3 * 7 + 3 + 2 + 1 + 6).await;
     assert_eq!(rows.iter().filter(|r| r.status == 400).count(), 1);
+    assert_eq!(rows.iter().filter(|r| r.status == 502).count(), 6);
     assert!(rows
         .iter()
         .filter(|r| r.status == 200)
