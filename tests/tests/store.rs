@@ -14,6 +14,16 @@ async fn open(backend: Backend) -> (TestDb, Store) {
     (db, store)
 }
 
+/// A fresh key of the account, limits none.
+async fn new_key(store: &Store, account_id: &str) -> tokenroute_store::KeyRecord {
+    let new = NewKey {
+        account_id,
+        name: "k",
+        limits: Default::default(),
+    };
+    store.create_key(&new, &ApiKey::generate()).await.unwrap()
+}
+
 fn event(request_id: &str, account: &str, key: &str, cost: i64) -> UsageEvent {
     UsageEvent {
         request_id: request_id.into(),
@@ -51,18 +61,7 @@ async fn replayed_usage_charges_nothing_twice(backend: Backend) {
         )
         .await
         .unwrap();
-    let key = ApiKey::generate();
-    let record = store
-        .create_key(
-            &NewKey {
-                account_id: &account.id,
-                name: "k",
-                limits: Default::default(),
-            },
-            &key,
-        )
-        .await
-        .unwrap();
+    let record = new_key(&store, &account.id).await;
     let batch = vec![
         event("req-1", &account.id, &record.id, 8_400),
         event("req-2", &account.id, &record.id, 1),
@@ -199,18 +198,7 @@ async fn ledger_verify_finds_every_kind_of_discrepancy(backend: Backend) {
         .upsert_account_by_email("v@example.com")
         .await
         .unwrap();
-    let key = ApiKey::generate();
-    let record = store
-        .create_key(
-            &NewKey {
-                account_id: &account.id,
-                name: "k",
-                limits: Default::default(),
-            },
-            &key,
-        )
-        .await
-        .unwrap();
+    let record = new_key(&store, &account.id).await;
     store
         .record_usage(&[
             event("ok", &account.id, &record.id, 10),

@@ -7,15 +7,15 @@ use serde_json::{Map, Value};
 use tokenroute_providers::gemini;
 
 use super::admit::{self, Ask, Holds};
-use super::{refusal, resolve, translate_error, upstream_error};
+use super::{accept, refusal, resolve, translate_error, upstream_error};
 use crate::ctx::RequestCtx;
 use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::meter::openai::{usage_of_response, with_cost};
 use crate::meter::{estimate_tokens, Tokens};
+use crate::respond;
 use crate::state::ProxyState;
 use crate::upstream::UpstreamRequest;
-use crate::{body, respond};
 
 /// Largest embeddings answer accepted (a large batch of large vectors).
 const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
@@ -25,10 +25,7 @@ pub async fn embeddings(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    ctx.metered = true;
-    let key = state.keys.authenticate(session.req_header()).await?;
-    ctx.key = Some(key.clone());
-    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let (key, raw) = accept(state, session, ctx).await?;
     let request = parse(&raw)?;
     let model_id = request
         .get("model")

@@ -29,16 +29,27 @@ use crate::state::ProxyState;
 use crate::surface::Surface;
 use crate::upstream::{UpstreamError, UpstreamRequest};
 
+/// The start of every metered call: the key (refusals are recorded against it from
+/// here on) and the whole, bounded body.
+async fn accept(
+    state: &ProxyState,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<(std::sync::Arc<KeyRecord>, bytes::Bytes), ApiError> {
+    ctx.metered = true;
+    let key = state.keys.authenticate(session.req_header()).await?;
+    ctx.key = Some(key.clone());
+    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    Ok((key, raw))
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     state: &ProxyState,
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    ctx.metered = true;
-    let key = state.keys.authenticate(session.req_header()).await?;
-    ctx.key = Some(key.clone());
-    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let (key, raw) = accept(state, session, ctx).await?;
     let chat = ChatRequest::parse(&raw)?;
     run(state, session, ctx, &key, chat, raw.len()).await
 }
@@ -49,11 +60,8 @@ pub async fn messages(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    ctx.metered = true;
     ctx.surface = Surface::Anthropic;
-    let key = state.keys.authenticate(session.req_header()).await?;
-    ctx.key = Some(key.clone());
-    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let (key, raw) = accept(state, session, ctx).await?;
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
         return Err(ApiError::MalformedJson(e.to_string()));
     }
