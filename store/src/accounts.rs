@@ -13,7 +13,19 @@ pub struct Account {
     pub display_name: Option<String>,
     pub status: String,
     pub created_at_ms: i64,
+    pub first_sign_in_at_ms: Option<i64>,
+    pub last_sign_in_at_ms: Option<i64>,
 }
+
+/// An account as the admin console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub account: Account,
+    pub balance: NanoUsd,
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "id, email, display_name, status, created_at, first_sign_in_at, last_sign_in_at";
 
 impl Account {
     fn from_row(row: &sqlx::any::AnyRow) -> Result<Account, sqlx::Error> {
@@ -23,6 +35,8 @@ impl Account {
             display_name: row.try_get("display_name")?,
             status: row.try_get("status")?,
             created_at_ms: row.try_get("created_at")?,
+            first_sign_in_at_ms: row.try_get("first_sign_in_at")?,
+            last_sign_in_at_ms: row.try_get("last_sign_in_at")?,
         })
     }
 }
@@ -47,9 +61,9 @@ impl Store {
     }
 
     pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, email, display_name, status, created_at FROM accounts WHERE email = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = $1"
+        ))
         .bind(email.trim().to_lowercase())
         .fetch_optional(&self.pool)
         .await?;
@@ -57,13 +71,64 @@ impl Store {
     }
 
     pub async fn account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, email, display_name, status, created_at FROM accounts WHERE id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.as_ref().map(Account::from_row).transpose()?)
+    }
+
+    /// Records a sign-in through the identity provider ([P2]): the account with this
+    /// email (created when new), its display name as the provider states it now, the
+    /// first sign-in time (kept once set) and the most recent one.
+    pub async fn record_sign_in(
+        &self,
+        email: &str,
+        display_name: Option<&str>,
+    ) -> Result<Account, StoreError> {
+        let account = self.upsert_account_by_email(email).await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE accounts SET display_name = COALESCE($2, display_name),
+                 first_sign_in_at = COALESCE(first_sign_in_at, $3), last_sign_in_at = $3
+             WHERE id = $1",
+        )
+        .bind(&account.id)
+        .bind(display_name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.account(&account.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("account {} vanished", account.id)))
+    }
+
+    /// Accounts with their balances, newest first, for the admin console.
+    pub async fn list_accounts(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, COALESCE(b.balance_nanos, 0) AS balance_nanos
+             FROM accounts LEFT JOIN account_balances b ON b.account_id = accounts.id
+             ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccountSummary {
+                    account: Account::from_row(row)?,
+                    balance: NanoUsd(row.try_get("balance_nanos")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// The balance: the sum of the account's ledger entries, read from the projection

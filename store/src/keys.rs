@@ -221,4 +221,20 @@ impl Store {
         }
         Ok(done.rows_affected() == 1)
     }
+
+    /// Gives a key a new name (revoked keys keep theirs).
+    pub async fn rename_key(&self, key_id: &str, name: &str) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET name = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(name)
+                .bind(key_id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no usable key with id {key_id}"
+            )));
+        }
+        Ok(())
+    }
 }

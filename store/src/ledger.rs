@@ -10,7 +10,12 @@ pub enum LedgerKind {
     TopUp,
     Usage,
     Adjustment,
+    /// A Stripe refund of a top-up (negative), referenced by the refund id.
     Refund,
+    /// A card dispute's withdrawn funds (negative), referenced by the dispute id.
+    Dispute,
+    /// A dispute won: the withdrawn funds come back, referenced by the dispute id.
+    DisputeReversal,
 }
 
 impl LedgerKind {
@@ -20,6 +25,8 @@ impl LedgerKind {
             LedgerKind::Usage => "usage",
             LedgerKind::Adjustment => "adjustment",
             LedgerKind::Refund => "refund",
+            LedgerKind::Dispute => "dispute",
+            LedgerKind::DisputeReversal => "dispute_reversal",
         }
     }
 }

@@ -6,18 +6,24 @@
 //! SQL lives here, in functions named for what they do; callers never write queries.
 
 mod accounts;
+mod audit;
 mod connect;
 mod error;
 mod keys;
 mod ledger;
+mod topups;
 mod usage;
+mod web_sessions;
 
-pub use accounts::Account;
+pub use accounts::{Account, AccountSummary};
+pub use audit::AdminAction;
 pub use connect::Backend;
 pub use error::StoreError;
 pub use keys::{KeyRecord, NewKey};
 pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport};
+pub use topups::TopUp;
 pub use usage::RecordedUsage;
+pub use web_sessions::StoredSession;
 
 use sqlx::AnyPool;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 
-use crate::money::Price;
+use crate::money::{NanoUsd, Price};
 use crate::secret::Secret;
 
 /// The built-in default: the embedded store (SQLite under `./data`), the mock provider.
@@ -27,6 +27,10 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     pub store: StoreConfig,
     pub redis: Option<RedisConfig>,
+    /// Dashboard sign-in (Logto or any OpenID Connect issuer); `None`: sign-in is off.
+    pub oidc: Option<OidcConfig>,
+    /// Credit top-ups through Stripe Checkout; `None`: top-ups are off.
+    pub stripe: Option<StripeConfig>,
     pub usage: UsageConfig,
     pub log: LogConfig,
     pub providers: Vec<Provider>,
@@ -56,6 +60,42 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone)]
 pub struct ControlPlaneConfig {
     pub listen: SocketAddr,
+    /// The address people reach the dashboard at, without a trailing slash: sign-in
+    /// callbacks and Stripe's return pages are built from it. An `https` URL makes the
+    /// session cookie `Secure`; plain `http` is allowed for loopback hosts only.
+    pub public_url: String,
+    /// Signed-in users with one of these emails (lower-cased) are admins.
+    pub admin_emails: Vec<String>,
+}
+
+impl ControlPlaneConfig {
+    /// Whether the session cookie carries `Secure` (everything but plain-http localhost).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer URL, exactly as the provider's discovery document states it
+    /// (Logto: `https://<tenant>/oidc`).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret<String>,
+    pub scopes: Vec<String>,
+    /// Users whose ID token lists this role in its `roles` claim are admins.
+    pub admin_role: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub secret_key: Secret<String>,
+    /// The endpoint's signing secret (`whsec_...`), for `Stripe-Signature`.
+    pub webhook_secret: Secret<String>,
+    /// Stripe's API, without a trailing slash (tests point it at a fake).
+    pub api_base: String,
+    pub min_topup: NanoUsd,
+    pub max_topup: NanoUsd,
 }
 
 #[derive(Debug, Clone)]

@@ -16,6 +16,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: RawStore,
     pub redis: Option<RawRedis>,
+    pub oidc: Option<RawOidc>,
+    pub stripe: Option<RawStripe>,
     #[serde(default)]
     pub usage: RawUsage,
     #[serde(default)]
@@ -44,6 +46,28 @@ pub struct RawProxy {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawControlPlane {
     pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub admin_emails: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_env: String,
+    pub scopes: Option<Vec<String>>,
+    pub admin_role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawStripe {
+    pub secret_key_env: String,
+    pub webhook_secret_env: String,
+    pub api_base: Option<String>,
+    pub min_topup_usd: Option<String>,
+    pub max_topup_usd: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

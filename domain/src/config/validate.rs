@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawModel, RawProvider};
+use super::raw::{RawConfig, RawModel, RawOidc, RawProvider, RawStripe};
 use super::*;
 use crate::money::NanoUsd;
 
@@ -56,13 +56,28 @@ pub(super) fn validate(
             256,
         )?,
     };
+    let control_plane_listen = socket_addr(
+        "control-plane.listen",
+        raw.control_plane.listen,
+        DEFAULT_CONTROL_PLANE_LISTEN,
+    )?;
     let control_plane = ControlPlaneConfig {
-        listen: socket_addr(
-            "control-plane.listen",
-            raw.control_plane.listen,
-            DEFAULT_CONTROL_PLANE_LISTEN,
+        public_url: public_url(
+            raw.control_plane
+                .public_url
+                .unwrap_or_else(|| format!("http://{control_plane_listen}")),
         )?,
+        listen: control_plane_listen,
+        admin_emails: raw
+            .control_plane
+            .admin_emails
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.trim().to_lowercase())
+            .collect(),
     };
+    let oidc = raw.oidc.map(|o| oidc(o, env)).transpose()?;
+    let stripe = raw.stripe.map(|s| stripe(s, env)).transpose()?;
     let store_url = raw
         .store
         .url
@@ -143,6 +158,8 @@ pub(super) fn validate(
         control_plane,
         store,
         redis,
+        oidc,
+        stripe,
         usage,
         log,
         providers,
@@ -313,6 +330,133 @@ fn model(i: usize, raw: RawModel, providers: &HashMap<String, usize>) -> Result<
         context_window: raw.context_window,
         max_output_tokens,
         capabilities,
+    })
+}
+
+/// `https://...`, or `http://` on a loopback host (the only place a cookie may go
+/// without `Secure`); no trailing slash.
+fn public_url(text: String) -> Result<String, Invalid> {
+    let key = || "control-plane.public-url".to_string();
+    let url = url::Url::parse(&text).map_err(|e| (key(), format!("`{text}` is not a URL: {e}")))?;
+    let loopback = matches!(
+        url.host(),
+        Some(url::Host::Domain("localhost"))
+            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+    );
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err((
+                key(),
+                format!("`{text}`: plain http is allowed for localhost only (session cookies must be Secure)"),
+            ))
+        }
+        other => return Err((key(), format!("scheme `{other}` is not http or https"))),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err((key(), format!("`{text}` must not have a query or fragment")));
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+/// The value of the environment variable a `*-env` key names; it must be set.
+fn secret_from_env(
+    key: &str,
+    var: &str,
+    what: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret<String>, Invalid> {
+    match env(var) {
+        Some(value) if !value.is_empty() => Ok(Secret::new(value)),
+        _ => Err((
+            key.to_string(),
+            format!("environment variable `{var}` is not set (it should hold {what})"),
+        )),
+    }
+}
+
+fn oidc(raw: RawOidc, env: &dyn Fn(&str) -> Option<String>) -> Result<OidcConfig, Invalid> {
+    let issuer = url::Url::parse(&raw.issuer)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        .ok_or_else(|| {
+            (
+                "oidc.issuer".to_string(),
+                format!("`{}` is not an http(s) URL", raw.issuer),
+            )
+        })?;
+    if raw.client_id.is_empty() {
+        return Err(("oidc.client-id".into(), "must not be empty".into()));
+    }
+    let scopes = raw.scopes.unwrap_or_else(|| {
+        ["openid", "profile", "email", "roles"]
+            .map(String::from)
+            .to_vec()
+    });
+    if !scopes.iter().any(|s| s == "openid") || !scopes.iter().any(|s| s == "email") {
+        return Err((
+            "oidc.scopes".into(),
+            "must include `openid` and `email` (accounts are keyed by email)".into(),
+        ));
+    }
+    Ok(OidcConfig {
+        issuer: issuer.as_str().trim_end_matches('/').to_string(),
+        client_id: raw.client_id,
+        client_secret: secret_from_env(
+            "oidc.client-secret-env",
+            &raw.client_secret_env,
+            "the OIDC client secret",
+            env,
+        )?,
+        scopes,
+        admin_role: raw.admin_role.filter(|r| !r.is_empty()),
+    })
+}
+
+fn stripe(raw: RawStripe, env: &dyn Fn(&str) -> Option<String>) -> Result<StripeConfig, Invalid> {
+    let usd = |key: &str, value: Option<String>, default: &str| {
+        let text = value.unwrap_or_else(|| default.to_string());
+        NanoUsd::parse_usd(&text)
+            .ok()
+            // Stripe charges whole cents: 1 cent = 10^7 nano-USD.
+            .filter(|n| n.is_positive() && n.nanos() % 10_000_000 == 0)
+            .ok_or_else(|| {
+                (
+                    key.to_string(),
+                    format!("`{text}` is not a positive USD amount in whole cents"),
+                )
+            })
+    };
+    let min_topup = usd("stripe.min-topup-usd", raw.min_topup_usd, "5")?;
+    let max_topup = usd("stripe.max-topup-usd", raw.max_topup_usd, "1000")?;
+    if max_topup.nanos() < min_topup.nanos() {
+        return Err((
+            "stripe.max-topup-usd".into(),
+            "must be at least min-topup-usd".into(),
+        ));
+    }
+    let api_base = raw
+        .api_base
+        .unwrap_or_else(|| "https://api.stripe.com".to_string());
+    endpoint(&api_base).map_err(|m| ("stripe.api-base".to_string(), m))?;
+    Ok(StripeConfig {
+        secret_key: secret_from_env(
+            "stripe.secret-key-env",
+            &raw.secret_key_env,
+            "the Stripe secret key",
+            env,
+        )?,
+        webhook_secret: secret_from_env(
+            "stripe.webhook-secret-env",
+            &raw.webhook_secret_env,
+            "the webhook signing secret",
+            env,
+        )?,
+        api_base: api_base.trim_end_matches('/').to_string(),
+        min_topup,
+        max_topup,
     })
 }
 
