@@ -35,6 +35,8 @@ pub enum LaunchError {
     Spool(#[from] tokenroute_proxy::meter::spool::SpoolError),
     #[error("the data plane did not start listening on {0} (is the address in use?)")]
     ProxyNotListening(SocketAddr),
+    #[error("cannot start the control plane: {0}")]
+    ControlPlane(String),
 }
 
 /// How the data plane should stop.
@@ -80,9 +82,8 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|source| LaunchError::Listen { addr, source })?;
         control_plane_addr = listener.local_addr().ok();
-        let state = tokenroute_control_plane::AppState {
-            store: store.clone(),
-        };
+        let state = tokenroute_control_plane::AppState::new(store.clone(), config.clone())
+            .map_err(LaunchError::ControlPlane)?;
         control_plane = Some(runtime.spawn(tokenroute_control_plane::serve(
             listener,
             state,
