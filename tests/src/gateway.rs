@@ -21,6 +21,15 @@ pub struct Options {
     pub read_timeout_ms: u64,
     pub key_cache_ttl_ms: u64,
     pub max_concurrent_per_account: usize,
+    /// More keys of the `[control-plane]` section (e.g. `admin-emails`).
+    pub control_plane_toml: String,
+    /// More config (e.g. `[oidc]`, `[stripe]` sections), appended to the file.
+    pub extra_toml: String,
+    /// Environment variables the config may name (`*-env` keys).
+    pub env: Vec<(String, String)>,
+    /// The control plane's port (default: a free one), for tests that must name the
+    /// dashboard's URL before it starts (the OIDC redirect URI).
+    pub control_plane_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -30,6 +39,10 @@ impl Default for Options {
             read_timeout_ms: 10_000,
             key_cache_ttl_ms: 1_000,
             max_concurrent_per_account: 256,
+            control_plane_toml: String::new(),
+            extra_toml: String::new(),
+            env: Vec::new(),
+            control_plane_port: None,
         }
     }
 }
@@ -66,7 +79,8 @@ grace-period-secs = 0
 max-concurrent-requests-per-account = {max_concurrent}
 
 [control-plane]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{cp_port}"
+{cp_extra}
 
 [store]
 url = "{url}"
@@ -167,7 +181,12 @@ id = "dead-gemini/model"
 input-usd-per-mtok = "1"
 output-usd-per-mtok = "1"
 context-window = 1000
+
+{extra}
 "#,
+            extra = opts.extra_toml,
+            cp_extra = opts.control_plane_toml,
+            cp_port = opts.control_plane_port.unwrap_or_else(free_port),
             port = free_port(),
             max_body = opts.max_body_bytes,
             read_timeout = opts.read_timeout_ms,
@@ -180,7 +199,13 @@ context-window = 1000
             dead = free_port(),
         );
         let config = Config::from_toml(&toml, "test", &|var| {
-            (var == "PROVIDER_KEY").then(|| PROVIDER_KEY.to_string())
+            if var == "PROVIDER_KEY" {
+                return Some(PROVIDER_KEY.to_string());
+            }
+            opts.env
+                .iter()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.clone())
         })
         .unwrap();
         let launch_config = config.clone();

@@ -4,13 +4,20 @@
 //! and a fresh store per test on SQLite or Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
+pub mod dashboard;
 pub mod db;
 pub mod fake_provider;
+pub mod fake_stripe;
 pub mod gateway;
+pub mod oidc_server;
 
+pub use browser::Browser;
 pub use db::{Backend, TestDb};
 pub use fake_provider::{Dialect, FakeOpenAi, FakeProvider, Reply};
+pub use fake_stripe::FakeStripe;
 pub use gateway::Gateway;
+pub use oidc_server::OidcServer;
 
 /// Reads a provider fixture from `shared/fixtures/providers/`.
 pub fn fixture(path: &str) -> Vec<u8> {

@@ -1,0 +1,121 @@
+//! A TokenRoute with its control plane wired to a real OpenID Connect provider and a
+//! fake Stripe, and the sign-in walk a browser does.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::browser::{redirect_target, Browser};
+use crate::gateway::Options;
+use crate::{free_port, Backend, FakeOpenAi, FakeStripe, Gateway, OidcServer};
+
+/// Emails configured as admins in [`Dashboard::start`].
+pub const ADMIN_EMAIL: &str = "root@example.com";
+
+pub struct Dashboard {
+    pub gateway: Gateway,
+    pub oidc: OidcServer,
+    pub stripe: FakeStripe,
+    /// `http://127.0.0.1:PORT`, the control plane.
+    pub url: String,
+    _provider: FakeOpenAi,
+}
+
+impl Dashboard {
+    pub async fn start(backend: Backend) -> Dashboard {
+        Self::start_with(backend, Options::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, mut opts: Options) -> Dashboard {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let oidc = OidcServer::start(&url);
+        let stripe = FakeStripe::start().await;
+        let provider = FakeOpenAi::start().await;
+        opts.control_plane_port = Some(port);
+        opts.control_plane_toml = format!("admin-emails = [\"{ADMIN_EMAIL}\"]\n");
+        opts.extra_toml = format!(
+            "[oidc]\nissuer = \"{}\"\nclient-id = \"tokenroute\"\n\
+             client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}",
+            oidc.issuer,
+            stripe.toml()
+        );
+        opts.env = FakeStripe::env();
+        opts.env
+            .push(("OIDC_SECRET".into(), "tokenroute-secret".into()));
+        let gateway = Gateway::start_with(backend, &provider, opts).await;
+        Dashboard {
+            gateway,
+            oidc,
+            stripe,
+            url,
+            _provider: provider,
+        }
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Walks `/auth/login` through the provider to the callback URL it sends the
+    /// browser back to (not yet visited).
+    pub async fn start_sign_in(&self, browser: &Browser) -> String {
+        browser
+            .follow_until(&self.at("/auth/login"), &self.at("/auth/callback"))
+            .await
+    }
+
+    /// Signs `browser` in as this person; returns the callback's response headers.
+    pub async fn sign_in(
+        &self,
+        browser: &Browser,
+        email: &str,
+        name: &str,
+        roles: &[&str],
+    ) -> reqwest::header::HeaderMap {
+        self.oidc.next_login(email, email, name, roles).await;
+        let callback = self.start_sign_in(browser).await;
+        let response = browser.get(&callback).await;
+        let headers = response.headers().clone();
+        assert_eq!(
+            redirect_target(&response, &callback),
+            self.at("/"),
+            "sign-in should land on the dashboard"
+        );
+        headers
+    }
+
+    /// GET an API path as the browser; (status, JSON body).
+    pub async fn api_get(&self, browser: &Browser, path: &str) -> (StatusCode, Value) {
+        let response = browser.get(&self.at(path)).await;
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The CSRF token of the browser's session (from GET /api/me).
+    pub async fn csrf(&self, browser: &Browser) -> String {
+        let (status, me) = self.api_get(browser, "/api/me").await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        me["csrf_token"].as_str().unwrap().to_string()
+    }
+
+    /// A state-changing API call with the CSRF header; (status, JSON body).
+    pub async fn api_send(
+        &self,
+        browser: &Browser,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let csrf = self.csrf(browser).await;
+        let mut request = browser
+            .client
+            .request(method, self.at(path))
+            .header("x-csrf-token", csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}

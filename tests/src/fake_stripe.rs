@@ -1,0 +1,172 @@
+//! A fake Stripe: the Checkout Sessions endpoint TokenRoute calls, recording what it
+//! was asked, and signed webhook events in Stripe's shape.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::{json, Value};
+
+pub const SECRET_KEY: &str = "sk_test_tokenroute";
+pub const WEBHOOK_SECRET: &str = "whsec_test_tokenroute";
+
+#[derive(Clone, Default)]
+struct Recorded {
+    sessions: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+}
+
+pub struct FakeStripe {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    recorded: Recorded,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeStripe {
+    pub async fn start() -> FakeStripe {
+        let recorded = Recorded::default();
+        let app = Router::new()
+            .route("/v1/checkout/sessions", post(create_session))
+            .with_state(recorded.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeStripe {
+            base,
+            recorded,
+            _server: server,
+        }
+    }
+
+    /// The form fields of every Checkout Session created so far.
+    pub fn sessions(&self) -> Vec<Vec<(String, String)>> {
+        self.recorded.sessions.lock().unwrap().clone()
+    }
+
+    /// The config section pointing TokenRoute here.
+    pub fn toml(&self) -> String {
+        format!(
+            "[stripe]\nsecret-key-env = \"STRIPE_KEY\"\nwebhook-secret-env = \"STRIPE_WHSEC\"\n\
+             api-base = \"{}\"\nmin-topup-usd = \"5\"\nmax-topup-usd = \"500\"\n",
+            self.base
+        )
+    }
+
+    pub fn env() -> Vec<(String, String)> {
+        vec![
+            ("STRIPE_KEY".into(), SECRET_KEY.into()),
+            ("STRIPE_WHSEC".into(), WEBHOOK_SECRET.into()),
+        ]
+    }
+}
+
+async fn create_session(
+    State(recorded): State<Recorded>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> (StatusCode, Json<Value>) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {SECRET_KEY}"))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(
+                json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}),
+            ),
+        );
+    }
+    let mut sessions = recorded.sessions.lock().unwrap();
+    let id = format!("cs_test_{}", sessions.len() + 1);
+    sessions.push(form);
+    (
+        StatusCode::OK,
+        Json(json!({
+            "id": id,
+            "object": "checkout.session",
+            "url": format!("https://checkout.stripe.test/c/pay/{id}"),
+            "payment_status": "unpaid",
+            "status": "open",
+        })),
+    )
+}
+
+/// A `checkout.session.completed` event as Stripe sends it (trimmed to the fields
+/// Stripe documents and TokenRoute reads, plus a few it ignores).
+pub fn checkout_completed(
+    event_id: &str,
+    session_id: &str,
+    account_id: &str,
+    cents: i64,
+    payment_intent: &str,
+) -> Value {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1_800_000_000,
+        "livemode": false,
+        "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": session_id,
+            "object": "checkout.session",
+            "amount_subtotal": cents,
+            "amount_total": cents,
+            "client_reference_id": account_id,
+            "currency": "usd",
+            "customer_details": {"email": "payer@example.com"},
+            "metadata": {"account_id": account_id},
+            "mode": "payment",
+            "payment_intent": payment_intent,
+            "payment_status": "paid",
+            "status": "complete"
+        }}
+    })
+}
+
+/// A `charge.refunded` event with one refund.
+pub fn charge_refunded(event_id: &str, payment_intent: &str, refund_id: &str, cents: i64) -> Value {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": "charge.refunded",
+        "data": {"object": {
+            "id": "ch_test_1",
+            "object": "charge",
+            "amount_refunded": cents,
+            "currency": "usd",
+            "payment_intent": payment_intent,
+            "refunded": false,
+            "refunds": {"object": "list", "data": [
+                {"id": refund_id, "object": "refund", "amount": cents, "status": "succeeded",
+                 "payment_intent": payment_intent, "currency": "usd"}
+            ], "has_more": false}
+        }}
+    })
+}
+
+/// A `charge.dispute.created` (or `.closed`) event.
+pub fn dispute(
+    event_type: &str,
+    dispute_id: &str,
+    payment_intent: &str,
+    cents: i64,
+    status: &str,
+) -> Value {
+    json!({
+        "id": format!("evt_{dispute_id}_{status}"),
+        "object": "event",
+        "type": event_type,
+        "data": {"object": {
+            "id": dispute_id,
+            "object": "dispute",
+            "amount": cents,
+            "currency": "usd",
+            "payment_intent": payment_intent,
+            "status": status
+        }}
+    })
+}
