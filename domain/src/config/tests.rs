@@ -151,3 +151,97 @@ fn sqlite_paths_come_from_urls() {
     assert_eq!(sqlite_path("sqlite:/tmp/x.db"), Some("/tmp/x.db"));
     assert_eq!(sqlite_path("postgres://h/db"), None);
 }
+
+#[test]
+fn the_dashboard_url_decides_secure_cookies() {
+    let config = parse("").unwrap();
+    assert_eq!(config.control_plane.public_url, "http://127.0.0.1:8081");
+    assert!(!config.control_plane.secure_cookies());
+    let config = parse("[control-plane]\npublic-url = \"https://dash.example.com/\"\n").unwrap();
+    assert_eq!(config.control_plane.public_url, "https://dash.example.com");
+    assert!(config.control_plane.secure_cookies());
+    let config = parse("[control-plane]\npublic-url = \"http://localhost:9000\"\n").unwrap();
+    assert!(!config.control_plane.secure_cookies());
+    // Plain http anywhere but localhost would send the session cookie in the clear.
+    let (path, message) = error_of("[control-plane]\npublic-url = \"http://dash.example.com\"\n");
+    assert_eq!(path, "control-plane.public-url");
+    assert!(message.contains("localhost only"), "{message}");
+    let config = parse("[control-plane]\nadmin-emails = [\" Ops@Example.com \"]\n").unwrap();
+    assert_eq!(config.control_plane.admin_emails, ["ops@example.com"]);
+}
+
+#[test]
+fn sign_in_and_top_ups_read_their_secrets_from_the_environment() {
+    let text = r#"
+[oidc]
+issuer = "https://tenant.logto.app/oidc/"
+client-id = "dash"
+client-secret-env = "OIDC_SECRET"
+
+[stripe]
+secret-key-env = "STRIPE_KEY"
+webhook-secret-env = "STRIPE_WHSEC"
+min-topup-usd = "10"
+max-topup-usd = "250.50"
+"#;
+    let env = |var: &str| match var {
+        "OIDC_SECRET" => Some("s3cret".to_string()),
+        "STRIPE_KEY" => Some("sk_test_1".to_string()),
+        "STRIPE_WHSEC" => Some("whsec_1".to_string()),
+        _ => None,
+    };
+    let config = Config::from_toml(text, "t.toml", &env).unwrap();
+    let oidc = config.oidc.unwrap();
+    assert_eq!(oidc.issuer, "https://tenant.logto.app/oidc");
+    assert_eq!(oidc.client_secret.expose(), "s3cret");
+    assert_eq!(oidc.scopes, ["openid", "profile", "email", "roles"]);
+    assert_eq!(oidc.admin_role, None);
+    let stripe = config.stripe.unwrap();
+    assert_eq!(stripe.api_base, "https://api.stripe.com");
+    assert_eq!(stripe.min_topup, NanoUsd::parse_usd("10").unwrap());
+    assert_eq!(stripe.max_topup, NanoUsd::parse_usd("250.5").unwrap());
+
+    // A missing variable is named, with the key that names it.
+    let (path, message) = match Config::from_toml(text, "t.toml", &no_env) {
+        Err(ConfigError::Invalid { path, message, .. }) => (path, message),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(path, "oidc.client-secret-env");
+    assert!(message.contains("OIDC_SECRET"), "{message}");
+}
+
+#[test]
+fn bad_sign_in_and_top_up_settings_are_refused() {
+    let env = |_: &str| Some("x".to_string());
+    let error = |text: &str| match Config::from_toml(text, "t.toml", &env) {
+        Err(ConfigError::Invalid { path, .. }) => path,
+        other => panic!("{other:?}"),
+    };
+    let oidc = |extra: &str| {
+        format!("[oidc]\nissuer = \"https://a.example/oidc\"\nclient-id = \"c\"\nclient-secret-env = \"S\"\n{extra}")
+    };
+    assert_eq!(error(&oidc("scopes = [\"openid\"]\n")), "oidc.scopes");
+    assert_eq!(
+        error("[oidc]\nissuer = \"not a url\"\nclient-id = \"c\"\nclient-secret-env = \"S\"\n"),
+        "oidc.issuer"
+    );
+    let stripe = |extra: &str| {
+        format!("[stripe]\nsecret-key-env = \"K\"\nwebhook-secret-env = \"W\"\n{extra}")
+    };
+    assert_eq!(
+        error(&stripe("min-topup-usd = \"0.001\"\n")),
+        "stripe.min-topup-usd"
+    );
+    assert_eq!(
+        error(&stripe("min-topup-usd = \"-5\"\n")),
+        "stripe.min-topup-usd"
+    );
+    assert_eq!(
+        error(&stripe("min-topup-usd = \"50\"\nmax-topup-usd = \"10\"\n")),
+        "stripe.max-topup-usd"
+    );
+    assert_eq!(
+        error(&stripe("api-base = \"ftp://x\"\n")),
+        "stripe.api-base"
+    );
+}
