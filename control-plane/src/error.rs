@@ -44,6 +44,11 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn clone_status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -5,6 +5,7 @@
 //! Each HTTP module exposes a `router()`; [`router`] merges them and adds the session
 //! and CSRF layers.
 
+mod actions;
 mod api;
 mod auth;
 mod csrf;
@@ -13,6 +14,7 @@ mod oidc;
 mod pages;
 mod session;
 pub mod stripe;
+mod web;
 
 use std::sync::Arc;
 
@@ -36,6 +38,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     oidc: Option<Arc<oidc::Oidc>>,
     stripe: Option<Arc<stripe::Stripe>>,
+    templates: Arc<web::Templates>,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             config,
             oidc,
             stripe,
+            templates: Arc::new(web::Templates::new()?),
         })
     }
 }
@@ -63,12 +67,12 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let secure = state.config.control_plane.secure_cookies();
     let with_session = Router::new()
-        .route("/", get(pages::index))
         .route("/billing/checkout", post(api::billing::checkout_form))
         .route("/billing/success", get(api::billing::success))
         .route("/billing/cancel", get(api::billing::cancelled))
         .merge(auth::router())
         .merge(api::router())
+        .merge(web::router())
         .layer(axum::middleware::from_fn(csrf::protect))
         .layer(session::layer(state.store.clone(), secure));
     Router::new()
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stripe/webhook", post(stripe::webhook::receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state)
 }
 

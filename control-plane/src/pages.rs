@@ -1,22 +1,16 @@
-//! The few server-rendered pages: the landing page, messages (sign-in failures, billing
-//! returns). The dashboard proper is `dashboard/` and the JSON API.
+//! Message pages (sign-in failures, billing returns, errors): plain, with no session
+//! context, so they render even when the store is down. The dashboard is [`crate::web`].
 
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-
-const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
-
-pub async fn index() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Html(INDEX_HTML))
-}
 
 /// A small page with a title and a sentence, and a way back.
 pub fn message(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} — TokenRoute</title></head>\
-         <body><main><h1>{title}</h1><p>{text}</p><p><a href=\"/\">Back to TokenRoute</a></p></main></body></html>\n",
+         <title>{title} — TokenRoute</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
+         <body><main id=\"main\"><h1>{title}</h1><p>{text}</p><p><a href=\"/\">Back to TokenRoute</a></p></main></body></html>\n",
         title = escape(title),
         text = escape(text),
     );

@@ -51,6 +51,9 @@ impl KeyCache {
         if record.revoked_at_ms.is_some() {
             return Err(ApiError::RevokedKey);
         }
+        if record.suspended_at_ms.is_some() {
+            return Err(ApiError::SuspendedKey);
+        }
         if record.account_status != "active" {
             return Err(ApiError::AccountInactive(record.account_status.clone()));
         }

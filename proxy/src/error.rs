@@ -12,6 +12,8 @@ pub enum ApiError {
     InvalidKey,
     #[error("This API key has been revoked and can no longer be used. Create a new key in the dashboard.")]
     RevokedKey,
+    #[error("This API key is suspended by the operator. Contact support if this is unexpected.")]
+    SuspendedKey,
     #[error("The account that owns this API key is {0}. Contact support if this is unexpected.")]
     AccountInactive(String),
     #[error("Insufficient credits: the balance of this account is {balance}. Top up in the dashboard to continue.")]
@@ -71,7 +73,9 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::MissingKey | ApiError::InvalidKey | ApiError::RevokedKey => 401,
-            ApiError::AccountInactive(_) | ApiError::ModelNotAllowed(_) => 403,
+            ApiError::AccountInactive(_)
+            | ApiError::SuspendedKey
+            | ApiError::ModelNotAllowed(_) => 403,
             ApiError::RateLimited { .. }
             | ApiError::SpendLimit { .. }
             | ApiError::TooManyConcurrent(_) => 429,
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
             ApiError::RevokedKey => ("invalid_request_error", "revoked_api_key"),
             ApiError::AccountInactive(_) => ("permission_error", "account_inactive"),
+            ApiError::SuspendedKey => ("permission_error", "key_suspended"),
             ApiError::ModelNotAllowed(_) => ("permission_error", "model_not_allowed"),
             ApiError::RateLimited { what, .. } => (
                 if what.starts_with("tokens") {

@@ -105,6 +105,91 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("account {} vanished", account.id)))
     }
 
+    /// Corrects the display name ([P19]).
+    pub async fn set_display_name(&self, id: &str, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET display_name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Suspends (`suspended`) or reactivates (`active`) an account. A deleted account
+    /// stays deleted.
+    pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2 AND status <> 'deleted'")
+                .bind(status)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no live account {id}")));
+        }
+        Ok(())
+    }
+
+    /// Deletes an account ([P14] [P19] [P20]): marked deleted now, every key revoked,
+    /// every session ended, in one transaction. Its personal data is purged 30 days
+    /// later; usage and ledger stay (7 years, [P15]).
+    pub async fn delete_account(&self, id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE accounts SET status = 'deleted', deleted_at = $1 WHERE id = $2 AND status <> 'deleted'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no live account {id}")));
+        }
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM web_sessions WHERE account_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Accounts whose email or display name contains `query` (case-insensitive), with
+    /// balances, newest first.
+    pub async fn search_accounts(
+        &self,
+        query: &str,
+        limit: i64,
+    ) -> Result<Vec<AccountSummary>, StoreError> {
+        let pattern = format!(
+            "%{}%",
+            query
+                .trim()
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS}, COALESCE(b.balance_nanos, 0) AS balance_nanos
+             FROM accounts LEFT JOIN account_balances b ON b.account_id = accounts.id
+             WHERE email LIKE $1 ESCAPE '\\' OR LOWER(COALESCE(display_name, '')) LIKE $1 ESCAPE '\\'
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        summaries(&rows)
+    }
+
     /// Accounts with their balances, newest first, for the admin console.
     pub async fn list_accounts(
         &self,
@@ -120,15 +205,7 @@ impl Store {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AccountSummary {
-                    account: Account::from_row(row)?,
-                    balance: NanoUsd(row.try_get("balance_nanos")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        summaries(&rows)
     }
 
     /// The balance: the sum of the account's ledger entries, read from the projection
@@ -141,4 +218,16 @@ impl Store {
                 .await?;
         Ok(NanoUsd(nanos.unwrap_or(0)))
     }
+}
+
+fn summaries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AccountSummary>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(AccountSummary {
+                account: Account::from_row(row)?,
+                balance: NanoUsd(row.try_get("balance_nanos")?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
 }

@@ -26,6 +26,8 @@ pub struct KeyRecord {
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// Suspended by an admin: refused until unsuspended.
+    pub suspended_at_ms: Option<i64>,
     /// The owning account's status (`active`, `suspended`, `deleted`).
     pub account_status: String,
     pub limits: KeyLimits,
@@ -33,7 +35,9 @@ pub struct KeyRecord {
 
 impl KeyRecord {
     pub fn is_usable(&self) -> bool {
-        self.revoked_at_ms.is_none() && self.account_status == "active"
+        self.revoked_at_ms.is_none()
+            && self.suspended_at_ms.is_none()
+            && self.account_status == "active"
     }
 
     fn from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
@@ -46,6 +50,7 @@ impl KeyRecord {
             created_at_ms: row.try_get("created_at")?,
             last_used_at_ms: row.try_get("last_used_at")?,
             revoked_at_ms: row.try_get("revoked_at")?,
+            suspended_at_ms: row.try_get("suspended_at")?,
             account_status: row.try_get("status")?,
             limits: KeyLimits {
                 rpm: row
@@ -90,7 +95,7 @@ fn models_json(l: &KeyLimits) -> Option<String> {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.display_prefix, k.last_four, k.created_at,
-     k.last_used_at, k.revoked_at, a.status, k.rpm_limit, k.tpm_limit, k.spend_limit_day_nanos,
+     k.last_used_at, k.revoked_at, k.suspended_at, a.status, k.rpm_limit, k.tpm_limit, k.spend_limit_day_nanos,
      k.spend_limit_month_nanos, k.spend_limit_nanos, k.allowed_models";
 
 impl Store {
@@ -220,6 +225,24 @@ impl Store {
             }
         }
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Suspends a key (the proxy refuses it) or lifts the suspension. Revoked keys stay
+    /// revoked whatever this says.
+    pub async fn set_key_suspended(&self, key_id: &str, suspended: bool) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET suspended_at = CASE WHEN $1 = 1 THEN COALESCE(suspended_at, $2) ELSE NULL END
+             WHERE id = $3",
+        )
+        .bind(i64::from(suspended))
+        .bind(now_ms())
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("no key with id {key_id}")));
+        }
+        Ok(())
     }
 
     /// Gives a key a new name (revoked keys keep theirs).

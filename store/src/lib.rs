@@ -6,6 +6,7 @@
 //! SQL lives here, in functions named for what they do; callers never write queries.
 
 mod accounts;
+mod announcements;
 mod audit;
 mod connect;
 mod error;
@@ -13,16 +14,19 @@ mod keys;
 mod ledger;
 mod topups;
 mod usage;
+mod usage_report;
 mod web_sessions;
 
 pub use accounts::{Account, AccountSummary};
-pub use audit::AdminAction;
+pub use announcements::{Announcement, NewAnnouncement};
+pub use audit::{AdminAction, NewAdminAction};
 pub use connect::Backend;
 pub use error::StoreError;
 pub use keys::{KeyRecord, NewKey};
 pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport};
 pub use topups::TopUp;
 pub use usage::RecordedUsage;
+pub use usage_report::{Traffic, UsageFilter, UsageTotals};
 pub use web_sessions::StoredSession;
 
 use sqlx::AnyPool;

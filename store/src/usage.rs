@@ -27,7 +27,7 @@ pub struct RecordedUsage {
     pub balances: HashMap<String, NanoUsd>,
 }
 
-const USAGE_COLUMNS: &str =
+pub(crate) const USAGE_COLUMNS: &str =
     "request_id, account_id, key_id, created_at, model, provider, upstream_model,
      input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms,
      cached_input_tokens";
@@ -194,7 +194,7 @@ impl Store {
     }
 }
 
-fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
+pub(crate) fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
     Ok(UsageEvent {
         request_id: r.try_get("request_id")?,
         account_id: r.try_get("account_id")?,

@@ -27,12 +27,16 @@ impl Dashboard {
 
     pub async fn start_with(backend: Backend, mut opts: Options) -> Dashboard {
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        // `localhost`, not 127.0.0.1: cookies are scoped by host, not port, and the
+        // identity provider (on 127.0.0.1) sets its own; a browser test must see only
+        // the dashboard's.
+        let url = format!("http://localhost:{port}");
         let oidc = OidcServer::start(&url);
         let stripe = FakeStripe::start().await;
         let provider = FakeOpenAi::start().await;
         opts.control_plane_port = Some(port);
-        opts.control_plane_toml = format!("admin-emails = [\"{ADMIN_EMAIL}\"]\n");
+        opts.control_plane_toml =
+            format!("public-url = \"{url}\"\nadmin-emails = [\"{ADMIN_EMAIL}\"]\n");
         opts.extra_toml = format!(
             "[oidc]\nissuer = \"{}\"\nclient-id = \"tokenroute\"\n\
              client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}",
@@ -43,6 +47,7 @@ impl Dashboard {
         opts.env
             .push(("OIDC_SECRET".into(), "tokenroute-secret".into()));
         let gateway = Gateway::start_with(backend, &provider, opts).await;
+        stripe.deliver_to(&format!("{url}/stripe/webhook"));
         Dashboard {
             gateway,
             oidc,

@@ -1,5 +1,7 @@
-//! A fake Stripe: the Checkout Sessions endpoint TokenRoute calls, recording what it
-//! was asked, and signed webhook events in Stripe's shape.
+//! A fake Stripe: the Checkout Sessions endpoint TokenRoute calls (recording what it
+//! was asked), a hosted checkout page whose "Pay" button delivers a signed
+//! `checkout.session.completed` to the webhook and returns to `success_url`, as Stripe
+//! Checkout does, and signed webhook events in Stripe's shape.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +17,9 @@ pub const WEBHOOK_SECRET: &str = "whsec_test_tokenroute";
 #[derive(Clone, Default)]
 struct Recorded {
     sessions: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    /// Where "Pay" delivers the event: TokenRoute's `/stripe/webhook`.
+    webhook: Arc<Mutex<Option<String>>>,
+    base: Arc<Mutex<String>>,
 }
 
 pub struct FakeStripe {
@@ -29,9 +34,11 @@ impl FakeStripe {
         let recorded = Recorded::default();
         let app = Router::new()
             .route("/v1/checkout/sessions", post(create_session))
+            .route("/c/pay/{id}", axum::routing::get(checkout_page).post(pay))
             .with_state(recorded.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        *recorded.base.lock().unwrap() = base.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -40,6 +47,11 @@ impl FakeStripe {
             recorded,
             _server: server,
         }
+    }
+
+    /// Where the hosted page's "Pay" sends the signed event.
+    pub fn deliver_to(&self, webhook_url: &str) {
+        *self.recorded.webhook.lock().unwrap() = Some(webhook_url.to_string());
     }
 
     /// The form fields of every Checkout Session created so far.
@@ -87,7 +99,7 @@ async fn create_session(
         Json(json!({
             "id": id,
             "object": "checkout.session",
-            "url": format!("https://checkout.stripe.test/c/pay/{id}"),
+            "url": format!("{}/c/pay/{id}", recorded.base.lock().unwrap()),
             "payment_status": "unpaid",
             "status": "open",
         })),
@@ -169,4 +181,87 @@ pub fn dispute(
             "status": status
         }}
     })
+}
+
+fn session_fields(
+    recorded: &Recorded,
+    id: &str,
+) -> Option<std::collections::HashMap<String, String>> {
+    let n: usize = id.strip_prefix("cs_test_")?.parse().ok()?;
+    let sessions = recorded.sessions.lock().unwrap();
+    Some(sessions.get(n.checked_sub(1)?)?.iter().cloned().collect())
+}
+
+/// Stripe's hosted checkout, reduced to the amount and a button.
+async fn checkout_page(
+    State(recorded): State<Recorded>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> (StatusCode, axum::response::Html<String>) {
+    let Some(fields) = session_fields(&recorded, &id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::response::Html("no such session".into()),
+        );
+    };
+    let cents: i64 = fields["line_items[0][price_data][unit_amount]"]
+        .parse()
+        .unwrap();
+    (
+        StatusCode::OK,
+        axum::response::Html(format!(
+            "<!doctype html><title>Fake Stripe Checkout</title><h1>Pay ${}.{:02}</h1>\
+             <form method=post><button id=pay type=submit>Pay</button></form>",
+            cents / 100,
+            cents % 100
+        )),
+    )
+}
+
+/// "Pay": Stripe tells the webhook, then sends the browser to `success_url`.
+async fn pay(
+    State(recorded): State<Recorded>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(fields) = session_fields(&recorded, &id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let cents: i64 = fields["line_items[0][price_data][unit_amount]"]
+        .parse()
+        .unwrap();
+    let event = checkout_completed(
+        &format!("evt_{id}"),
+        &id,
+        &fields["client_reference_id"],
+        cents,
+        &format!("pi_{id}"),
+    );
+    let payload = event.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let header =
+        tokenroute_control_plane::stripe::signature::sign(payload.as_bytes(), WEBHOOK_SECRET, now);
+    let webhook = recorded
+        .webhook
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("deliver_to not set");
+    let delivered = reqwest::Client::new()
+        .post(webhook)
+        .header("stripe-signature", header)
+        .header("content-type", "application/json")
+        .body(payload)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        delivered.status().is_success(),
+        "webhook refused: {}",
+        delivered.status()
+    );
+    let success = fields["success_url"].replace("{CHECKOUT_SESSION_ID}", &id);
+    axum::response::Redirect::to(&success).into_response()
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod chrome;
 pub mod dashboard;
 pub mod db;
 pub mod fake_provider;

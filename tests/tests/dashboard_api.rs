@@ -286,7 +286,7 @@ async fn stripe_top_ups_credit_exactly_once(backend: Backend) {
     assert!(checkout["checkout_url"]
         .as_str()
         .unwrap()
-        .starts_with("https://checkout.stripe.test/"));
+        .starts_with(&format!("{}/c/pay/", d.stripe.base)));
     let form: std::collections::HashMap<String, String> =
         d.stripe.sessions()[0].iter().cloned().collect();
     assert_eq!(form["client_reference_id"], account_id);

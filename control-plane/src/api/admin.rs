@@ -3,15 +3,13 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use tokenroute_domain::NanoUsd;
-use tokenroute_store::LedgerKind;
 
 use super::account::Page;
 use super::extract::*;
 use super::views::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::session::Admin;
-use crate::AppState;
+use crate::{actions, AppState};
 
 /// Accounts, newest first, with balances.
 #[utoipa::path(get, path = "/api/admin/accounts", tag = "admin", params(Page),
@@ -45,46 +43,19 @@ pub async fn credit(
     Path(account_id): Path<String>,
     Body(request): Body<CreditRequest>,
 ) -> Result<Json<CreditView>, ApiError> {
-    let amount = NanoUsd::parse_usd(&request.amount_usd)
-        .ok()
-        .filter(|n| n.nanos() != 0)
-        .ok_or_else(|| ApiError::BadRequest("amount_usd must be a non-zero USD amount".into()))?;
-    let reason = request.reason.trim();
-    if reason.is_empty() {
-        return Err(ApiError::BadRequest("a reason is required".into()));
-    }
-    app.store
-        .account(&account_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no account {account_id}")))?;
-    let reference = match &request.idempotency_key {
-        Some(key) if !key.trim().is_empty() => format!("admin:{}", key.trim()),
-        _ => format!("admin:{}", tokenroute_store::new_id()),
-    };
-    let booked = app
-        .store
-        .book(
-            &account_id,
-            LedgerKind::Adjustment,
-            amount,
-            &reference,
-            Some(reason),
-        )
-        .await?;
-    if booked {
-        app.store
-            .record_admin_action(
-                &admin.email,
-                "credit",
-                &account_id,
-                Some(&format!("{} ({reason}) ref {reference}", usd(amount))),
-            )
-            .await?;
-    }
+    let credited = actions::admin_credit(
+        &app,
+        &admin,
+        &account_id,
+        &request.amount_usd,
+        &request.reason,
+        request.idempotency_key.as_deref(),
+    )
+    .await?;
     Ok(Json(CreditView {
-        booked,
-        reference,
-        balance_usd: usd(app.store.balance(&account_id).await?),
+        booked: credited.booked,
+        reference: credited.reference,
+        balance_usd: usd(credited.balance),
     }))
 }
 
@@ -97,15 +68,7 @@ pub async fn end_sessions(
     Admin(admin): Admin,
     Path(account_id): Path<String>,
 ) -> Result<Json<EndedSessions>, ApiError> {
-    let ended = app.store.end_sessions_of_account(&account_id).await?;
-    app.store
-        .record_admin_action(
-            &admin.email,
-            "end_sessions",
-            &account_id,
-            Some(&format!("{ended} session(s)")),
-        )
-        .await?;
+    let ended = actions::admin_end_sessions(&app, &admin, &account_id).await?;
     Ok(Json(EndedSessions { ended }))
 }
 

@@ -6,7 +6,7 @@ mod admin;
 pub mod billing;
 mod extract;
 mod keys;
-mod views;
+pub(crate) mod views;
 
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
