@@ -488,6 +488,12 @@ async fn openapi_document_and_error_shape(backend: Backend) {
         "/api/admin/accounts/{id}/credit",
         "/api/admin/accounts/{id}/sessions/end",
         "/api/admin/audit",
+        "/api/me/export",
+        "/api/me/delete",
+        "/api/announcements",
+        "/api/admin/keys/{id}/suspend",
+        "/api/admin/accounts/{id}/delete",
+        "/api/admin/announcements",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -503,7 +509,202 @@ async fn openapi_document_and_error_shape(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
 
+/// The API twins of the console's actions: key and account suspension reach the
+/// proxy, announcements keep the 14-day rule, and a user corrects, exports and deletes
+/// their own data ([P19] [P21]); every admin change is audited with before and after.
+async fn account_and_admin_api(backend: Backend) {
+    let d = Dashboard::start(backend).await;
+    let user = Browser::new();
+    d.sign_in(&user, "vic@example.com", "Vic", &[]).await;
+    let admin = Browser::new();
+    d.sign_in(
+        &admin,
+        tokenroute_tests::dashboard::ADMIN_EMAIL,
+        "Root",
+        &[],
+    )
+    .await;
+    let (_, me) = d.api_get(&user, "/api/me").await;
+    let account_id = me["account"]["id"].as_str().unwrap().to_string();
+    d.api_send(
+        &admin,
+        Method::POST,
+        &format!("/api/admin/accounts/{account_id}/credit"),
+        Some(json!({"amount_usd": "3", "reason": "trial"})),
+    )
+    .await;
+    let (_, created) = d
+        .api_send(&user, Method::POST, "/api/keys", Some(json!({"name": "k"})))
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let key_id = created["key"]["id"].as_str().unwrap().to_string();
+    assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
+
+    // Suspending the key: the proxy refuses it (403) until it is unsuspended.
+    let (status, key) = d
+        .api_send(
+            &admin,
+            Method::POST,
+            &format!("/api/admin/keys/{key_id}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{key}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = chat(&d, &secret, MODEL).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "key_suspended");
+    d.api_send(
+        &admin,
+        Method::POST,
+        &format!("/api/admin/keys/{key_id}/unsuspend"),
+        None,
+    )
+    .await;
+    // Suspending the account: every key of it is refused.
+    d.api_send(
+        &admin,
+        Method::POST,
+        &format!("/api/admin/accounts/{account_id}/suspend"),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = chat(&d, &secret, MODEL).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "account_inactive");
+    d.api_send(
+        &admin,
+        Method::POST,
+        &format!("/api/admin/accounts/{account_id}/unsuspend"),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
+    // Users cannot do any of it.
+    let (status, _) = d
+        .api_send(
+            &user,
+            Method::POST,
+            &format!("/api/admin/keys/{key_id}/suspend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Announcements: a policy change needs 14 days' notice.
+    let day = 86_400_000;
+    let (status, body) = d
+        .api_send(
+            &admin,
+            Method::POST,
+            "/api/admin/announcements",
+            Some(json!({"kind": "policy", "message": "New terms",
+                        "effective_at": rfc3339(now_ms() + 13 * day)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = d
+        .api_send(
+            &admin,
+            Method::POST,
+            "/api/admin/announcements",
+            Some(json!({"kind": "policy", "message": "New terms",
+                        "effective_at": rfc3339(now_ms() + 15 * day)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, live) = d.api_get(&user, "/api/announcements").await;
+    assert_eq!(live["announcements"][0]["message"], "New terms");
+    d.api_send(
+        &admin,
+        Method::POST,
+        &format!(
+            "/api/admin/announcements/{}/retire",
+            body["id"].as_str().unwrap()
+        ),
+        None,
+    )
+    .await;
+    let (_, live) = d.api_get(&user, "/api/announcements").await;
+    assert!(live["announcements"].as_array().unwrap().is_empty());
+
+    // The audit log has before and after of each change.
+    let (_, audit) = d.api_get(&admin, "/api/admin/audit").await;
+    let suspended = audit["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "suspend_account")
+        .unwrap();
+    assert_eq!(suspended["target"], account_id.as_str());
+    assert_eq!(suspended["before"], r#"{"status":"active"}"#);
+    assert_eq!(suspended["after"], r#"{"status":"suspended"}"#);
+
+    // [P19]: correct, export, delete.
+    let (status, me) = d
+        .api_send(
+            &user,
+            Method::PATCH,
+            "/api/me",
+            Some(json!({"display_name": "Victoria"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["account"]["display_name"], "Victoria");
+    let (status, export) = d.api_get(&user, "/api/me/export").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(export["account"]["display_name"], "Victoria");
+    assert_eq!(export["keys"][0]["id"], key_id.as_str());
+    assert!(!export.to_string().contains(&secret));
+    assert_eq!(
+        export["ledger"].as_array().unwrap().len(),
+        3,
+        "the credit and two debits"
+    );
+    let (status, _) = d
+        .api_send(
+            &user,
+            Method::POST,
+            "/api/me/delete",
+            Some(json!({"confirm": "not-me@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = d
+        .api_send(
+            &user,
+            Method::POST,
+            "/api/me/delete",
+            Some(json!({"confirm": "vic@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        d.api_get(&user, "/api/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        chat(&d, &secret, MODEL).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let account = d.gateway.store.account(&account_id).await.unwrap().unwrap();
+    assert_eq!(account.status, "deleted");
+}
+
+/// RFC 3339 of a Unix-ms time.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339()
+}
+
 on_both_stores!(
+    account_and_admin_api,
     keys_lifecycle,
     stripe_top_ups_credit_exactly_once,
     openapi_document_and_error_shape,

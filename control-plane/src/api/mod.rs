@@ -24,10 +24,14 @@ use crate::AppState;
                        POST, PATCH and DELETE."
     ),
     paths(
-        account::me, account::usage, account::ledger,
+        account::me, account::update_me, account::export, account::delete_me,
+        account::usage, account::ledger, account::announcements,
         keys::list, keys::create, keys::update, keys::revoke,
         billing::checkout, billing::topups,
         admin::accounts, admin::credit, admin::end_sessions, admin::audit,
+        admin::suspend_account, admin::unsuspend_account, admin::suspend_key,
+        admin::unsuspend_key, admin::delete_account, admin::announcements, admin::announce,
+        admin::retire,
     ),
     tags(
         (name = "account", description = "The signed-in account"),
@@ -41,7 +45,10 @@ struct ApiDoc;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/openapi.json", get(openapi))
-        .route("/api/me", get(account::me))
+        .route("/api/me", get(account::me).patch(account::update_me))
+        .route("/api/me/export", get(account::export))
+        .route("/api/me/delete", post(account::delete_me))
+        .route("/api/announcements", get(account::announcements))
         .route("/api/usage", get(account::usage))
         .route("/api/ledger", get(account::ledger))
         .route("/api/keys", get(keys::list).post(keys::create))
@@ -56,6 +63,25 @@ pub fn router() -> Router<AppState> {
             post(admin::end_sessions),
         )
         .route("/api/admin/audit", get(admin::audit))
+        .route(
+            "/api/admin/accounts/{id}/suspend",
+            post(admin::suspend_account),
+        )
+        .route(
+            "/api/admin/accounts/{id}/unsuspend",
+            post(admin::unsuspend_account),
+        )
+        .route(
+            "/api/admin/accounts/{id}/delete",
+            post(admin::delete_account),
+        )
+        .route("/api/admin/keys/{id}/suspend", post(admin::suspend_key))
+        .route("/api/admin/keys/{id}/unsuspend", post(admin::unsuspend_key))
+        .route(
+            "/api/admin/announcements",
+            get(admin::announcements).post(admin::announce),
+        )
+        .route("/api/admin/announcements/{id}/retire", post(admin::retire))
         .route("/api/{*rest}", axum::routing::any(not_found))
 }
 

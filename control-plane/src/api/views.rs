@@ -346,6 +346,9 @@ pub struct AdminActionView {
     pub action: String,
     pub target: String,
     pub detail: Option<String>,
+    /// The state before and after the action (JSON text), when it changed one.
+    pub before: Option<String>,
+    pub after: Option<String>,
     pub created_at: String,
 }
 
@@ -356,6 +359,8 @@ impl From<&AdminAction> for AdminActionView {
             action: a.action.clone(),
             target: a.target.clone(),
             detail: a.detail.clone(),
+            before: a.before.clone(),
+            after: a.after.clone(),
             created_at: time(a.created_at_ms),
         }
     }
@@ -364,4 +369,88 @@ impl From<&AdminAction> for AdminActionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditList {
     pub actions: Vec<AdminActionView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    /// Your name as shown in the dashboard ([P19]: correct your data).
+    pub display_name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMeRequest {
+    /// Your email address, to confirm.
+    pub confirm: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Done {
+    pub done: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnouncementView {
+    pub id: String,
+    /// `notice` or `policy`.
+    pub kind: String,
+    pub message: String,
+    pub starts_at: String,
+    pub ends_at: Option<String>,
+    /// Policy changes: when they take effect (at least 14 days after announced).
+    pub effective_at: Option<String>,
+    pub retired: bool,
+}
+
+impl From<&tokenroute_store::Announcement> for AnnouncementView {
+    fn from(a: &tokenroute_store::Announcement) -> Self {
+        AnnouncementView {
+            id: a.id.clone(),
+            kind: a.kind.clone(),
+            message: a.message.clone(),
+            starts_at: time(a.starts_at_ms),
+            ends_at: a.ends_at_ms.map(time),
+            effective_at: a.effective_at_ms.map(time),
+            retired: a.retired_at_ms.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnnouncementList {
+    pub announcements: Vec<AnnouncementView>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceRequest {
+    /// `notice` or `policy`.
+    pub kind: String,
+    pub message: String,
+    /// RFC 3339 or `YYYY-MM-DD` (UTC); default now.
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    /// Required for `policy`, at least 14 days ahead.
+    pub effective_at: Option<String>,
+}
+
+/// RFC 3339, or a `YYYY-MM-DD` day (UTC midnight), as Unix ms.
+pub fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .ok_or_else(|| ApiError::BadRequest(format!("{field}: `{text}` is not a date or time")))
 }
