@@ -88,6 +88,33 @@ pub async fn update_key(
     own_key(app, user, key_id).await
 }
 
+/// Turns request debugging on or off ([P6]): while on, the proxy keeps the key's
+/// request and answer bodies for 7 days; revoking the key deletes them.
+pub async fn set_key_debug(
+    app: &AppState,
+    user: &SignedIn,
+    key_id: &str,
+    enabled: bool,
+) -> Result<KeyRecord, ApiError> {
+    let key = own_key(app, user, key_id).await?;
+    if key.revoked_at_ms.is_some() {
+        return Err(ApiError::Conflict("a revoked key cannot be changed".into()));
+    }
+    app.store.set_key_debug(&key.id, enabled).await?;
+    own_key(app, user, key_id).await
+}
+
+/// The key's captured exchanges, newest first.
+pub async fn key_debug_logs(
+    app: &AppState,
+    user: &SignedIn,
+    key_id: &str,
+) -> Result<(KeyRecord, Vec<tokenroute_store::DebugLog>), ApiError> {
+    let key = own_key(app, user, key_id).await?;
+    let logs = app.store.debug_logs_of_key(&key.id, 100).await?;
+    Ok((key, logs))
+}
+
 /// Revokes a key for good ([P17]).
 pub async fn revoke_key(
     app: &AppState,
@@ -119,6 +146,12 @@ pub async fn export(app: &AppState, user: &SignedIn) -> Result<serde_json::Value
     let usage = store.usage_of_account(&account.id, i64::MAX).await?;
     let ledger = store.ledger(&account.id, i64::MAX).await?;
     let topups = store.topups_of_account(&account.id).await?;
+    let mut debug_logs = Vec::new();
+    for key in &keys {
+        for log in store.debug_logs_of_key(&key.id, i64::MAX).await? {
+            debug_logs.push(DebugLogView::from(&log));
+        }
+    }
     let sessions = store
         .count_sessions_of_account(&account.id, tokenroute_domain::clock::now_ms())
         .await?;
@@ -132,6 +165,7 @@ pub async fn export(app: &AppState, user: &SignedIn) -> Result<serde_json::Value
         "usage": usage.iter().map(UsageView::from).collect::<Vec<_>>(),
         "ledger": ledger.iter().map(LedgerView::from).collect::<Vec<_>>(),
         "topups": topups.iter().map(TopUpView::from).collect::<Vec<_>>(),
+        "debug_logs": debug_logs,
     }))
 }
 

@@ -86,7 +86,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` becomes true, then finishes in-flight requests. Also deletes
-/// expired sessions once an hour.
+/// expired sessions and debug logs past their 7 days once an hour.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -97,11 +97,13 @@ pub async fn serve(
         let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
         loop {
             every.tick().await;
-            if let Err(e) = store
-                .delete_expired_web_sessions(tokenroute_domain::clock::now_ms())
-                .await
-            {
+            let now = tokenroute_domain::clock::now_ms();
+            if let Err(e) = store.delete_expired_web_sessions(now).await {
                 tracing::warn!(error = %e, "deleting expired sessions failed");
+            }
+            // The proxy purges too; either plane alone keeps the 7-day promise ([P6]).
+            if let Err(e) = store.purge_debug_logs(now).await {
+                tracing::warn!(error = %e, "purging debug logs failed");
             }
         }
     });

@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub extra_headers: Vec<(&'static str, String)>,
     /// The API the client speaks: answers and errors are shaped for it.
     pub surface: Surface,
+    /// The exchange's bodies, when the key has request debugging on ([P6]).
+    pub debug: Option<crate::debug_log::Capture>,
 }
 
 impl RequestCtx {

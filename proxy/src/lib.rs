@@ -13,6 +13,7 @@ pub mod chat;
 mod client_api;
 pub mod credit;
 mod ctx;
+mod debug_log;
 pub mod dialect;
 pub mod error;
 mod exchange;

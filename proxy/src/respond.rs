@@ -39,6 +39,9 @@ pub async fn whole(
 ) -> pingora::Result<()> {
     let mut h = header(status, content_type, ctx)?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    if let Some(capture) = ctx.debug.as_mut() {
+        capture.answer(&body);
+    }
     ctx.status = status;
     ctx.response_started = true;
     session.write_response_header(Box::new(h), false).await?;

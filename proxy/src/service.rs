@@ -102,6 +102,16 @@ impl ProxyHttp for TokenRoute {
                 self.state.usage.record_later(event).await;
             }
         }
+        if let (Some(capture), Some(key)) = (ctx.debug.take(), ctx.key.as_ref()) {
+            self.state.debug.submit(capture.into_log(
+                ctx.request_id.clone(),
+                key.account_id.clone(),
+                key.id.clone(),
+                ctx.received_at_ms,
+                ctx.status,
+                ctx.model.clone().unwrap_or_default(),
+            ));
+        }
     }
 }
 

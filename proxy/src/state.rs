@@ -22,6 +22,7 @@ pub struct ProxyState {
     pub usage: UsageSink,
     pub upstream: UpstreamClient,
     pub limiter: RateLimiter,
+    pub debug: crate::debug_log::DebugSink,
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -70,7 +71,9 @@ impl ProxyState {
             batch_size: config.usage.batch_size,
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (debug, debug_writer) = crate::debug_log::start(store.clone(), shutdown_rx.clone());
         let tasks = vec![
+            ("debug log writer", runtime.spawn(debug_writer)),
             (
                 "usage writer",
                 runtime.spawn(writer.run(shutdown_rx.clone())),
@@ -89,6 +92,7 @@ impl ProxyState {
             credit,
             usage: UsageSink::new(tx, stats),
             limiter: RateLimiter::default(),
+            debug,
             config,
         };
         Ok((Arc::new(state), BackgroundTasks { shutdown, tasks }))

@@ -147,12 +147,18 @@ impl Store {
             return Err(StoreError::NotFound(format!("no live account {id}")));
         }
         sqlx::query(
-            "UPDATE api_keys SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $1, debug_enabled = 0
+             WHERE account_id = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // Revoked keys take their debug logs with them ([P6]).
+        sqlx::query("DELETE FROM debug_logs WHERE account_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM web_sessions WHERE account_id = $1")
             .bind(id)
             .execute(&mut *tx)

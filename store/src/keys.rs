@@ -28,6 +28,8 @@ pub struct KeyRecord {
     pub revoked_at_ms: Option<i64>,
     /// Suspended by an admin: refused until unsuspended.
     pub suspended_at_ms: Option<i64>,
+    /// Request debugging is on: bodies are kept for 7 days ([P6]).
+    pub debug_enabled: bool,
     /// The owning account's status (`active`, `suspended`, `deleted`).
     pub account_status: String,
     pub limits: KeyLimits,
@@ -51,6 +53,7 @@ impl KeyRecord {
             last_used_at_ms: row.try_get("last_used_at")?,
             revoked_at_ms: row.try_get("revoked_at")?,
             suspended_at_ms: row.try_get("suspended_at")?,
+            debug_enabled: row.try_get::<i64, _>("debug_enabled")? != 0,
             account_status: row.try_get("status")?,
             limits: KeyLimits {
                 rpm: row
@@ -95,7 +98,7 @@ fn models_json(l: &KeyLimits) -> Option<String> {
 }
 
 const KEY_COLUMNS: &str = "k.id, k.account_id, k.name, k.display_prefix, k.last_four, k.created_at,
-     k.last_used_at, k.revoked_at, k.suspended_at, a.status, k.rpm_limit, k.tpm_limit, k.spend_limit_day_nanos,
+     k.last_used_at, k.revoked_at, k.suspended_at, k.debug_enabled, a.status, k.rpm_limit, k.tpm_limit, k.spend_limit_day_nanos,
      k.spend_limit_month_nanos, k.spend_limit_nanos, k.allowed_models";
 
 impl Store {
@@ -205,15 +208,23 @@ impl Store {
         Ok(row.as_ref().map(KeyRecord::from_row).transpose()?)
     }
 
-    /// Revokes a key by id. Its row and hash stay forever ([P17]). Returns whether it
-    /// was active until now (revoking twice is harmless).
+    /// Revokes a key by id. Its row and hash stay forever ([P17]); its debug logs are
+    /// deleted with it ([P6]). Returns whether it was active until now (revoking twice
+    /// is harmless).
     pub async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                .bind(now_ms())
-                .bind(key_id)
-                .execute(&self.pool)
-                .await?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1, debug_enabled = 0 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM debug_logs WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         if done.rows_affected() == 0 {
             let exists: Option<String> =
                 sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")

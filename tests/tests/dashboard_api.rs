@@ -21,7 +21,7 @@ async fn chat(d: &Dashboard, key: &str, model: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(d.gateway.url("/v1/chat/completions"))
         .bearer_auth(key)
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "What is the capital of France?"}]}))
         .send()
         .await
         .unwrap()
@@ -494,6 +494,7 @@ async fn openapi_document_and_error_shape(backend: Backend) {
         "/api/admin/keys/{id}/suspend",
         "/api/admin/accounts/{id}/delete",
         "/api/admin/announcements",
+        "/api/keys/{id}/debug",
     ] {
         assert!(
             doc["paths"][path].is_object(),
@@ -696,6 +697,154 @@ async fn account_and_admin_api(backend: Backend) {
     assert_eq!(account.status, "deleted");
 }
 
+async fn debug_log_count(d: &Dashboard) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM debug_logs")
+        .fetch_one(d.gateway.store.pool())
+        .await
+        .unwrap()
+}
+
+/// [P6]: bodies are stored only for a key whose owner turned debugging on, streamed
+/// answers included; at most 7 days; deleted when the key is revoked.
+async fn request_debugging_keeps_bodies_only_while_on(backend: Backend) {
+    let d = Dashboard::start(backend).await;
+    let user = Browser::new();
+    d.sign_in(&user, "dee@example.com", "Dee", &[]).await;
+    let account = d
+        .gateway
+        .store
+        .account_by_email("dee@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    d.gateway
+        .store
+        .book(
+            &account.id,
+            tokenroute_store::LedgerKind::Adjustment,
+            NanoUsd::parse_usd("1").unwrap(),
+            "t",
+            None,
+        )
+        .await
+        .unwrap();
+    let (_, created) = d
+        .api_send(
+            &user,
+            Method::POST,
+            "/api/keys",
+            Some(json!({"name": "dbg"})),
+        )
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    let key_id = created["key"]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["key"]["debug"], false);
+
+    // Off (the default): nothing but metadata is kept ([P3]).
+    assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
+    d.gateway.wait_usage(&account.id, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(debug_log_count(&d).await, 0);
+
+    // On: the next requests' bodies are kept, a stream's too.
+    let (status, key) = d
+        .api_send(
+            &user,
+            Method::PATCH,
+            &format!("/api/keys/{key_id}"),
+            Some(json!({"debug": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(key["debug"], true);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the proxy's key cache
+    assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
+    let streamed = reqwest::Client::new()
+        .post(d.gateway.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": MODEL, "stream": true,
+                      "messages": [{"role": "user", "content": "stream please"}]}))
+        .send()
+        .await
+        .unwrap();
+    let streamed_text = streamed.text().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let (_, body) = d.api_get(&user, &format!("/api/keys/{key_id}/debug")).await;
+        let logs = body["debug_logs"].as_array().unwrap().clone();
+        if logs.len() == 2 || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let stream_log = logs
+        .iter()
+        .find(|l| {
+            l["request_body"]
+                .as_str()
+                .unwrap()
+                .contains("stream please")
+        })
+        .unwrap();
+    assert_eq!(
+        stream_log["response_body"],
+        streamed_text.as_str(),
+        "the stream as the client got it"
+    );
+    let whole_log = logs
+        .iter()
+        .find(|l| {
+            l["request_body"]
+                .as_str()
+                .unwrap()
+                .contains("capital of France")
+        })
+        .unwrap();
+    assert!(whole_log["response_body"]
+        .as_str()
+        .unwrap()
+        .contains("chat.completion"));
+    assert_eq!(whole_log["status"], 200);
+    // Nobody else can read them.
+    let other = Browser::new();
+    d.sign_in(&other, "eve@example.com", "Eve", &[]).await;
+    assert_eq!(
+        d.api_get(&other, &format!("/api/keys/{key_id}/debug"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // At most 7 days: the purge keeps today's and drops what is older.
+    let now = now_ms();
+    assert_eq!(d.gateway.store.purge_debug_logs(now).await.unwrap(), 0);
+    assert_eq!(
+        d.gateway
+            .store
+            .purge_debug_logs(now + 7 * 86_400_000 + 60_000)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while debug_log_count(&d).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "not captured");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Revoking the key deletes its debug log.
+    d.api_send(
+        &user,
+        Method::POST,
+        &format!("/api/keys/{key_id}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(debug_log_count(&d).await, 0);
+}
+
 /// RFC 3339 of a Unix-ms time.
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -704,6 +853,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 on_both_stores!(
+    request_debugging_keeps_bodies_only_while_on,
     account_and_admin_api,
     keys_lifecycle,
     stripe_top_ups_credit_exactly_once,

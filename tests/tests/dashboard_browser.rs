@@ -141,6 +141,11 @@ async fn a_day_in_the_dashboard(backend: Backend) {
     check_page(&user, &d, "04-key-created").await;
     user.goto(&d.at("/keys")).await;
     assert!(!user.page_text().await.contains(&secret), "shown once only");
+    // Request debugging on, with its explanation ([P6]).
+    wait_text(&user, ".debug-toggle", "7 days at most").await;
+    user.click(".debug-toggle button").await;
+    wait_text(&user, "main", "Request debugging is on").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the proxy's key cache
 
     // The key works; the request shows in Usage, the debit in Credits.
     assert_eq!(chat(&d, &secret).await.status(), StatusCode::OK);
@@ -162,6 +167,11 @@ async fn a_day_in_the_dashboard(backend: Backend) {
     let csv = String::from_utf8(user.downloaded("tokenroute-usage.csv").await).unwrap();
     assert!(csv.starts_with("time_utc,request_id,"), "{csv}");
     assert!(csv.contains("openai/gpt-4o-mini"));
+    user.goto(&d.at("/keys")).await;
+    user.click_link("View the debug log").await;
+    wait_text(&user, "h1", "Debug log: laptop").await;
+    wait_text(&user, "main", "What is the capital of France?").await;
+    check_page(&user, &d, "05-debug-log").await;
     user.goto(&d.at("/credits")).await;
     wait_text(&user, "#ledger", "usage").await;
     let balance = user.text("#balance").await;

@@ -58,7 +58,11 @@ pub async fn update(
         .limits
         .map(|l| l.into_limits(|m| app.config.model(m).is_some()))
         .transpose()?;
-    let key = actions::update_key(&app, &user, &key_id, request.name.as_deref(), limits).await?;
+    let mut key =
+        actions::update_key(&app, &user, &key_id, request.name.as_deref(), limits).await?;
+    if let Some(debug) = request.debug {
+        key = actions::set_key_debug(&app, &user, &key_id, debug).await?;
+    }
     Ok(Json(KeyView::from(&key)))
 }
 
@@ -74,4 +78,19 @@ pub async fn revoke(
 ) -> Result<Json<KeyView>, ApiError> {
     let key = actions::revoke_key(&app, &user, &key_id).await?;
     Ok(Json(KeyView::from(&key)))
+}
+
+/// The key's captured exchanges (request debugging, [P6]), newest first.
+#[utoipa::path(get, path = "/api/keys/{id}/debug", tag = "keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 200, body = DebugLogList), (status = 404, body = ErrorBody)))]
+pub async fn debug_logs(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Path(key_id): Path<String>,
+) -> Result<Json<DebugLogList>, ApiError> {
+    let (_, logs) = actions::key_debug_logs(&app, &user, &key_id).await?;
+    Ok(Json(DebugLogList {
+        debug_logs: logs.iter().map(DebugLogView::from).collect(),
+    }))
 }

@@ -26,7 +26,7 @@ use crate::AppState;
     paths(
         account::me, account::update_me, account::export, account::delete_me,
         account::usage, account::ledger, account::announcements,
-        keys::list, keys::create, keys::update, keys::revoke,
+        keys::list, keys::create, keys::update, keys::revoke, keys::debug_logs,
         billing::checkout, billing::topups,
         admin::accounts, admin::credit, admin::end_sessions, admin::audit,
         admin::suspend_account, admin::unsuspend_account, admin::suspend_key,
@@ -54,6 +54,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/keys", get(keys::list).post(keys::create))
         .route("/api/keys/{id}", patch(keys::update))
         .route("/api/keys/{id}/revoke", post(keys::revoke))
+        .route("/api/keys/{id}/debug", get(keys::debug_logs))
         .route("/api/billing/checkout", post(billing::checkout))
         .route("/api/topups", get(billing::topups))
         .route("/api/admin/accounts", get(admin::accounts))

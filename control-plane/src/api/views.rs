@@ -142,6 +142,10 @@ pub struct KeyView {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// Suspended by the operator: refused until unsuspended.
+    pub suspended: bool,
+    /// Request debugging ([P6]): bodies kept 7 days, deleted when the key is revoked.
+    pub debug: bool,
     pub limits: LimitsView,
 }
 
@@ -155,6 +159,8 @@ impl From<&KeyRecord> for KeyView {
             created_at: time(k.created_at_ms),
             last_used_at: k.last_used_at_ms.map(time),
             revoked_at: k.revoked_at_ms.map(time),
+            suspended: k.suspended_at_ms.is_some(),
+            debug: k.debug_enabled,
             limits: LimitsView::from(&k.limits),
         }
     }
@@ -186,6 +192,8 @@ pub struct UpdateKeyRequest {
     pub name: Option<String>,
     /// Replaces every limit (absent fields become "no limit").
     pub limits: Option<LimitsInput>,
+    /// Request debugging on or off ([P6]).
+    pub debug: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -453,4 +461,38 @@ pub fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
                 .map(|t| t.and_utc().timestamp_millis())
         })
         .ok_or_else(|| ApiError::BadRequest(format!("{field}: `{text}` is not a date or time")))
+}
+
+/// One captured exchange of a key with request debugging on ([P6]).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DebugLogView {
+    pub request_id: String,
+    pub key_id: String,
+    pub created_at: String,
+    pub status: u16,
+    pub model: String,
+    pub request_body: String,
+    pub response_body: String,
+    /// A body was cut at 256 KiB.
+    pub truncated: bool,
+}
+
+impl From<&tokenroute_store::DebugLog> for DebugLogView {
+    fn from(l: &tokenroute_store::DebugLog) -> Self {
+        DebugLogView {
+            request_id: l.request_id.clone(),
+            key_id: l.key_id.clone(),
+            created_at: time(l.created_at_ms),
+            status: l.status,
+            model: l.model.clone(),
+            request_body: l.request_body.clone(),
+            response_body: l.response_body.clone(),
+            truncated: l.truncated,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DebugLogList {
+    pub debug_logs: Vec<DebugLogView>,
 }

@@ -52,6 +52,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../dashboard/templates/key_revoke.html"),
     ),
     (
+        "key_debug.html",
+        include_str!("../../../dashboard/templates/key_debug.html"),
+    ),
+    (
         "usage.html",
         include_str!("../../../dashboard/templates/usage.html"),
     ),
@@ -130,6 +134,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/keys/{id}/revoke",
             get(user::confirm_revoke).post(user::revoke_key),
+        )
+        .route(
+            "/keys/{id}/debug",
+            get(user::debug_log).post(user::set_debug),
         )
         .route("/usage", get(user::usage))
         .route("/usage.csv", get(user::usage_csv))
@@ -336,6 +344,8 @@ pub fn flash(code: Option<&str>) -> Option<String> {
         "renamed" => "The key was renamed.",
         "limits" => "The key's limits were saved.",
         "revoked" => "The key was revoked. It stops working within a second.",
+        "debug-on" => "Request debugging is on: bodies are kept for 7 days.",
+        "debug-off" => "Request debugging is off.",
         "name" => "Your display name was saved.",
         "credited" => "The adjustment was booked.",
         "suspended" => "Suspended.",
@@ -347,4 +357,43 @@ pub fn flash(code: Option<&str>) -> Option<String> {
         _ => return None,
     };
     Some(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_in_the_folder_is_compiled_in() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboard/templates");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut known: Vec<String> = TEMPLATES.iter().map(|(n, _)| n.to_string()).collect();
+        known.sort();
+        assert_eq!(on_disk, known);
+    }
+
+    #[test]
+    fn the_debug_log_page_renders() {
+        let t = Templates::new().unwrap();
+        let html = t
+            .render(
+                "key_debug.html",
+                context! {
+                    title => "Debug log",
+                    key => context! { name => "k", prefix => "tr-ab", last_four => "wxyz", debug => true },
+                    logs => vec![context! { time => "t", model => "m", status => 200, request_id => "r",
+                        request_body => "<b>hi</b>", response_body => "ok", truncated => false }],
+                },
+            )
+            .unwrap();
+        assert!(
+            html.contains("&lt;b&gt;hi&lt;"),
+            "bodies are escaped: {html}"
+        );
+        assert!(!html.contains("<b>hi"));
+    }
 }

@@ -74,6 +74,7 @@ struct KeyRow {
     revoked: bool,
     revoked_at: Option<String>,
     suspended: bool,
+    debug: bool,
     limits_summary: String,
     limits: LimitsForm,
 }
@@ -90,6 +91,7 @@ impl From<&KeyRecord> for KeyRow {
             revoked: k.revoked_at_ms.is_some(),
             revoked_at: k.revoked_at_ms.map(forms::time),
             suspended: k.suspended_at_ms.is_some(),
+            debug: k.debug_enabled,
             limits_summary: forms::limits_summary(&k.limits),
             limits: LimitsForm::from(&k.limits),
         }
@@ -363,6 +365,52 @@ pub async fn revoke_key(
 ) -> Result<Response, WebError> {
     actions::revoke_key(&app, &user, &id).await?;
     Ok(done("/keys", "revoked"))
+}
+
+/// Turns request debugging on or off ([P6]).
+pub async fn set_debug(
+    State(app): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<String>,
+    fields: Fields,
+) -> Result<Response, WebError> {
+    let on = fields.get("enabled") == Some("on");
+    match actions::set_key_debug(&app, &user, &id, on).await {
+        Ok(_) => Ok(done("/keys", if on { "debug-on" } else { "debug-off" })),
+        Err(e) => keys_with_error(&app, &user, e).await,
+    }
+}
+
+/// The key's captured exchanges.
+pub async fn debug_log(
+    State(app): State<AppState>,
+    PageUser(user): PageUser,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let (key, logs) = actions::key_debug_logs(&app, &user, &id).await?;
+    let logs: Vec<_> = logs
+        .into_iter()
+        .map(|l| {
+            context! {
+                time => forms::time(l.created_at_ms), model => l.model, status => l.status,
+                request_id => l.request_id, request_body => l.request_body,
+                response_body => l.response_body, truncated => l.truncated,
+            }
+        })
+        .collect();
+    Page {
+        template: "key_debug.html",
+        title: "Debug log",
+        nav: "keys",
+        flash: None,
+        error: None,
+    }
+    .render(
+        &app,
+        Some(&user),
+        context! { key => KeyRow::from(&key), logs },
+    )
+    .await
 }
 
 /// The usage filter of a query string, and the same as a query string again.

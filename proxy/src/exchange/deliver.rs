@@ -171,6 +171,9 @@ pub async fn stream(
         }
         if !out.is_empty() {
             let bytes = client.push(Bytes::from(out));
+            if let Some(capture) = ctx.debug.as_mut() {
+                capture.answer(&bytes);
+            }
             if !bytes.is_empty()
                 && session
                     .write_response_body(Some(bytes), false)
@@ -226,6 +229,9 @@ pub async fn stream(
         tail.extend_from_slice(&client.push(bytes));
     }
     tail.extend_from_slice(&client.finish());
+    if let Some(capture) = ctx.debug.as_mut() {
+        capture.answer(&tail);
+    }
     if !tail.is_empty()
         && session
             .write_response_body(Some(Bytes::from(tail)), false)

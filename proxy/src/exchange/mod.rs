@@ -40,6 +40,9 @@ async fn accept(
     let key = state.keys.authenticate(session.req_header()).await?;
     ctx.key = Some(key.clone());
     let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    if key.debug_enabled {
+        ctx.debug = Some(crate::debug_log::Capture::new(raw.clone()));
+    }
     Ok((key, raw))
 }
 
