@@ -244,7 +244,31 @@ async fn a_day_in_the_dashboard(backend: Backend) {
     assert_eq!(export["usage"].as_array().unwrap().len(), 1);
     assert!(!export.to_string().contains(&secret));
 
+    // On a phone-sized screen every page fits its width (wide tables scroll inside
+    // their own box).
+    user.client.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [
+        ("/", "09-phone-overview"),
+        ("/keys", "10-phone-keys"),
+        ("/usage", "11-phone-usage"),
+        ("/credits", "12-phone-credits"),
+    ] {
+        user.goto(&d.at(path)).await;
+        let overflow = user
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "{path} overflows a phone screen by {overflow}px");
+        check_page(&user, &d, name).await;
+    }
+    user.client.set_window_size(1280, 1000).await.unwrap();
+
     // Delete the account: signed out, the key refused, sign-in refused.
+    user.goto(&d.at("/account")).await;
     user.click_link("Delete my account…").await;
     wait_text(&user, "h1", "Delete your account?").await;
     check_page(&user, &d, "08-account-delete").await;
