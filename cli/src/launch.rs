@@ -10,6 +10,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use tokenroute_domain::config::Config;
 use tokenroute_proxy::{BackgroundTasks, ProxyState};
+use tokenroute_store::access_log::AccessLog;
 use tokenroute_store::{Store, StoreError};
 use tokio::sync::watch;
 
@@ -37,6 +38,8 @@ pub enum LaunchError {
     ProxyNotListening(SocketAddr),
     #[error("cannot start the control plane: {0}")]
     ControlPlane(String),
+    #[error("cannot write access logs to {dir}: {source}")]
+    AccessLog { dir: String, source: std::io::Error },
 }
 
 /// How the data plane should stop.
@@ -72,6 +75,12 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
         .build()
         .map_err(LaunchError::Runtime)?;
     let store = runtime.block_on(Store::open(&config.store.url, config.store.max_connections))?;
+    // One writer for both planes' access logs ([P5]).
+    let access_log =
+        AccessLog::open(&config.log.access_log_dir).map_err(|source| LaunchError::AccessLog {
+            dir: config.log.access_log_dir.display().to_string(),
+            source,
+        })?;
 
     let (control_plane_stop, control_plane_stop_rx) = watch::channel(false);
     let mut control_plane_addr = None;
@@ -82,8 +91,12 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|source| LaunchError::Listen { addr, source })?;
         control_plane_addr = listener.local_addr().ok();
-        let state = tokenroute_control_plane::AppState::new(store.clone(), config.clone())
-            .map_err(LaunchError::ControlPlane)?;
+        let state = tokenroute_control_plane::AppState::new(
+            store.clone(),
+            config.clone(),
+            access_log.clone(),
+        )
+        .map_err(LaunchError::ControlPlane)?;
         control_plane = Some(runtime.spawn(tokenroute_control_plane::serve(
             listener,
             state,
@@ -109,7 +122,7 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
     };
     if planes.proxy {
         let (state, background) =
-            ProxyState::start(config.clone(), store, running.runtime.handle())?;
+            ProxyState::start(config.clone(), store, access_log, running.runtime.handle())?;
         running.background = Some(background);
         let addr = config.proxy.listen;
         running.pingora = Some(start_pingora(&config, state, stop_rx)?);

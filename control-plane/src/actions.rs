@@ -381,7 +381,8 @@ pub async fn admin_delete_account(
         "delete_account",
         account_id,
         Some(reason),
-        Some(json!({"status": before.status, "email": before.email})),
+        // No email here: the audit log outlives the account's personal data ([P14]).
+        Some(json!({"status": before.status})),
         Some(json!({"status": "deleted"})),
     )
     .await

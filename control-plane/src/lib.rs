@@ -12,6 +12,7 @@ mod csrf;
 mod error;
 mod oidc;
 mod pages;
+pub mod retention;
 mod session;
 pub mod stripe;
 mod web;
@@ -24,6 +25,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use tokenroute_domain::config::Config;
+use tokenroute_store::access_log::{self, AccessLog};
 use tokenroute_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,11 +41,16 @@ pub struct AppState {
     oidc: Option<Arc<oidc::Oidc>>,
     stripe: Option<Arc<stripe::Stripe>>,
     templates: Arc<web::Templates>,
+    access_log: AccessLog,
 }
 
 impl AppState {
     /// Builds the state; sign-in and top-ups are on when their config sections are.
-    pub fn new(store: Store, config: Arc<Config>) -> Result<AppState, String> {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        access_log: AccessLog,
+    ) -> Result<AppState, String> {
         let oidc = config
             .oidc
             .clone()
@@ -60,6 +67,7 @@ impl AppState {
             oidc,
             stripe,
             templates: Arc::new(web::Templates::new()?),
+            access_log,
         })
     }
 }
@@ -82,36 +90,32 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log_access,
+        ))
         .with_state(state)
 }
 
-/// Serves until `shutdown` becomes true, then finishes in-flight requests. Also deletes
-/// expired sessions and debug logs past their 7 days once an hour.
+/// Serves until `shutdown` becomes true, then finishes in-flight requests. Also runs
+/// the retention jobs ([`retention`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let store = state.store.clone();
-    let sweeper = tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            let now = tokenroute_domain::clock::now_ms();
-            if let Err(e) = store.delete_expired_web_sessions(now).await {
-                tracing::warn!(error = %e, "deleting expired sessions failed");
-            }
-            // The proxy purges too; either plane alone keeps the 7-day promise ([P6]).
-            if let Err(e) = store.purge_debug_logs(now).await {
-                tracing::warn!(error = %e, "purging debug logs failed");
-            }
-        }
-    });
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let sweeper = tokio::spawn(retention::schedule(
+        state.store.clone(),
+        state.access_log.dir().to_path_buf(),
+    ));
+    let served = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await;
     sweeper.abort();
     served
 }
@@ -126,4 +130,58 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, "ready\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
     }
+}
+
+/// One access-log line per request ([P5]): client IP (through trusted proxies), method,
+/// URL with query values redacted (sign-in codes never reach the log), status, user agent.
+async fn log_access(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let time_ms = tokenroute_domain::clock::now_ms();
+    // Read everything before awaiting: a borrow of the request must not live across
+    // the await (the body is not `Sync`).
+    let (client_ip, user_agent, method, url) = {
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (
+            access_log::client_ip(
+                peer,
+                header("x-forwarded-for").as_deref(),
+                &state.config.log.trusted_proxies,
+            ),
+            header("user-agent").unwrap_or_default(),
+            request.method().to_string(),
+            access_log::redact(
+                request
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| request.uri().path(), |p| p.as_str()),
+            ),
+        )
+    };
+    let response = next.run(request).await;
+    state.access_log.write(access_log::AccessEntry {
+        plane: "dashboard",
+        time_ms,
+        request_id: tokenroute_store::new_id(),
+        client_ip,
+        method,
+        url,
+        status: response.status().as_u16(),
+        user_agent,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    });
+    response
 }

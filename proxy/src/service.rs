@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use tokenroute_store::access_log;
 
 use async_trait::async_trait;
 use pingora::proxy::{ProxyHttp, Session};
@@ -79,6 +80,38 @@ impl ProxyHttp for TokenRoute {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let duration_ms = ctx.started.map_or(0, |s| s.elapsed().as_millis());
         let req = session.req_header();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let forwarded_for = req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        self.state.access_log.write(access_log::AccessEntry {
+            plane: "api",
+            time_ms: ctx.received_at_ms,
+            request_id: ctx.request_id.clone(),
+            client_ip: access_log::client_ip(
+                peer,
+                forwarded_for,
+                &self.state.config.log.trusted_proxies,
+            ),
+            method: req.method.to_string(),
+            url: access_log::redact(
+                req.uri
+                    .path_and_query()
+                    .map_or_else(|| req.uri.path(), |p| p.as_str()),
+            ),
+            status: ctx.status,
+            user_agent: req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            duration_ms: u64::try_from(duration_ms).unwrap_or(u64::MAX),
+        });
         tracing::info!(
             target: "tokenroute::access",
             request_id = %ctx.request_id,

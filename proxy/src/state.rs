@@ -23,6 +23,7 @@ pub struct ProxyState {
     pub upstream: UpstreamClient,
     pub limiter: RateLimiter,
     pub debug: crate::debug_log::DebugSink,
+    pub access_log: tokenroute_store::access_log::AccessLog,
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -41,6 +42,7 @@ impl ProxyState {
     pub fn start(
         config: Arc<Config>,
         store: Store,
+        access_log: tokenroute_store::access_log::AccessLog,
         runtime: &Handle,
     ) -> Result<(Arc<ProxyState>, BackgroundTasks), SpoolError> {
         let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
@@ -93,6 +95,7 @@ impl ProxyState {
             usage: UsageSink::new(tx, stats),
             limiter: RateLimiter::default(),
             debug,
+            access_log,
             config,
         };
         Ok((Arc::new(state), BackgroundTasks { shutdown, tasks }))

@@ -16,6 +16,8 @@ pub enum LedgerKind {
     Dispute,
     /// A dispute won: the withdrawn funds come back, referenced by the dispute id.
     DisputeReversal,
+    /// The sum of an account's entries removed after 7 years ([P15]).
+    CarriedForward,
 }
 
 impl LedgerKind {
@@ -27,6 +29,7 @@ impl LedgerKind {
             LedgerKind::Refund => "refund",
             LedgerKind::Dispute => "dispute",
             LedgerKind::DisputeReversal => "dispute_reversal",
+            LedgerKind::CarriedForward => "carried_forward",
         }
     }
 }

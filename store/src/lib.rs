@@ -5,6 +5,7 @@
 //! schema conventions that make this possible are described in `migrations/`.
 //! SQL lives here, in functions named for what they do; callers never write queries.
 
+pub mod access_log;
 mod accounts;
 mod announcements;
 mod audit;
@@ -13,6 +14,7 @@ mod debug_logs;
 mod error;
 mod keys;
 mod ledger;
+mod retention;
 mod topups;
 mod usage;
 mod usage_report;
@@ -26,6 +28,7 @@ pub use debug_logs::{DebugLog, DEBUG_LOG_RETENTION_MS};
 pub use error::StoreError;
 pub use keys::{KeyRecord, NewKey};
 pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport};
+pub use retention::{Expired, ACCOUNT_PURGE_AFTER_MS, USAGE_RETENTION_MS};
 pub use topups::TopUp;
 pub use usage::RecordedUsage;
 pub use usage_report::{Traffic, UsageFilter, UsageTotals};

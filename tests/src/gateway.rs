@@ -23,6 +23,8 @@ pub struct Options {
     pub max_concurrent_per_account: usize,
     /// More keys of the `[control-plane]` section (e.g. `admin-emails`).
     pub control_plane_toml: String,
+    /// More keys of the `[log]` section (e.g. `trusted-proxies`).
+    pub log_toml: String,
     /// More config (e.g. `[oidc]`, `[stripe]` sections), appended to the file.
     pub extra_toml: String,
     /// Environment variables the config may name (`*-env` keys).
@@ -40,6 +42,7 @@ impl Default for Options {
             key_cache_ttl_ms: 1_000,
             max_concurrent_per_account: 256,
             control_plane_toml: String::new(),
+            log_toml: String::new(),
             extra_toml: String::new(),
             env: Vec::new(),
             control_plane_port: None,
@@ -90,6 +93,8 @@ spool-dir = "{spool}"
 
 [log]
 level = "warn"
+access-log-dir = "{access_logs}"
+{log_extra}
 
 [[providers]]
 id = "openai"
@@ -186,6 +191,7 @@ context-window = 1000
 "#,
             extra = opts.extra_toml,
             cp_extra = opts.control_plane_toml,
+            log_extra = opts.log_toml,
             cp_port = opts.control_plane_port.unwrap_or_else(free_port),
             port = free_port(),
             max_body = opts.max_body_bytes,
@@ -194,6 +200,7 @@ context-window = 1000
             max_concurrent = opts.max_concurrent_per_account,
             url = db.url,
             spool = db.dir.path().join("spool").display(),
+            access_logs = db.dir.path().join("access-logs").display(),
             fake = fake.base_url(),
             fake_gemini = fake.gemini_base_url(),
             dead = free_port(),
@@ -231,6 +238,16 @@ context-window = 1000
             running: Some(running),
             _db: db,
         }
+    }
+
+    /// The folder of the gateway's usage spool.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self.config.usage.spool_dir.clone()
+    }
+
+    /// The folder of the gateway's access log files.
+    pub fn access_log_dir(&self) -> std::path::PathBuf {
+        self.config.log.access_log_dir.clone()
     }
 
     pub fn url(&self, path: &str) -> String {

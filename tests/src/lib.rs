@@ -8,6 +8,7 @@ pub mod browser;
 pub mod chrome;
 pub mod dashboard;
 pub mod db;
+pub mod evidence;
 pub mod fake_provider;
 pub mod fake_stripe;
 pub mod gateway;

@@ -262,7 +262,10 @@ async fn a_day_in_the_dashboard(backend: Backend) {
             )
             .await
             .unwrap();
-        assert!(overflow.as_i64().unwrap() <= 0, "{path} overflows a phone screen by {overflow}px");
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{path} overflows a phone screen by {overflow}px"
+        );
         check_page(&user, &d, name).await;
     }
     user.client.set_window_size(1280, 1000).await.unwrap();

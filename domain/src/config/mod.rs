@@ -124,6 +124,10 @@ pub struct UsageConfig {
 pub struct LogConfig {
     /// A `tracing` filter directive, e.g. `info` or `tokenroute_proxy=debug,info`.
     pub level: String,
+    /// Where the daily access log files go ([P5]; kept 30 days).
+    pub access_log_dir: PathBuf,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -97,6 +97,8 @@ pub struct RawUsage {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawLog {
     pub level: Option<String>,
+    pub access_log_dir: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -245,3 +245,19 @@ fn bad_sign_in_and_top_up_settings_are_refused() {
         "stripe.api-base"
     );
 }
+
+#[test]
+fn access_logs_and_trusted_proxies() {
+    let config = parse("").unwrap();
+    assert_eq!(config.log.access_log_dir, PathBuf::from("data/access-logs"));
+    assert!(config.log.trusted_proxies.is_empty());
+    let config = parse(
+        "[log]\naccess-log-dir = \"/var/log/tr\"\ntrusted-proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n",
+    )
+    .unwrap();
+    assert_eq!(config.log.access_log_dir, PathBuf::from("/var/log/tr"));
+    assert_eq!(config.log.trusted_proxies.len(), 2);
+    let (path, message) = error_of("[log]\ntrusted-proxies = [\"10.0.0.0/8\", \"nope\"]\n");
+    assert_eq!(path, "log.trusted-proxies[1]");
+    assert!(message.contains("`nope`"), "{message}");
+}

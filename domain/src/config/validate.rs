@@ -117,8 +117,32 @@ pub(super) fn validate(
             16 * 1024 * 1024,
         )?,
     };
+    let mut trusted_proxies = Vec::new();
+    for (i, text) in raw
+        .log
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                (
+                    format!("log.trusted-proxies[{i}]"),
+                    format!("`{text}` is not an IP address or CIDR range"),
+                )
+            })?;
+        trusted_proxies.push(net);
+    }
     let log = LogConfig {
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
+        access_log_dir: raw.log.access_log_dir.map_or_else(
+            || default_data_dir(&store_url_for_spool).join("access-logs"),
+            PathBuf::from,
+        ),
+        trusted_proxies,
     };
 
     let mut providers = Vec::with_capacity(raw.providers.len());
@@ -488,15 +512,19 @@ fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, Inval
 
 /// Next to the SQLite database when there is one (`data/spool`), else `./data/spool`.
 fn default_spool_dir(store_url: &str) -> PathBuf {
-    let base = super::sqlite_path(store_url)
+    default_data_dir(store_url).join("spool")
+}
+
+/// The SQLite database's folder when there is one, else `./data`.
+fn default_data_dir(store_url: &str) -> PathBuf {
+    super::sqlite_path(store_url)
         .and_then(|p| {
             std::path::Path::new(p)
                 .parent()
                 .map(std::path::Path::to_path_buf)
         })
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("data"));
-    base.join("spool")
+        .unwrap_or_else(|| PathBuf::from("data"))
 }
 
 fn default_threads() -> usize {

@@ -1,0 +1,78 @@
+//! The retention jobs of the privacy notice, run hourly by the control plane under a
+//! lease in the database (several control-plane instances may run; one runs the jobs,
+//! which are idempotent anyway): expired sessions [P18], debug logs after 7 days [P6],
+//! access logs after 30 days [P16], deleted accounts' personal data 30 days after
+//! deletion [P14], usage and ledger after 7 years [P15]. [`run_once`] takes the time as
+//! an argument: that is the clock the tests move.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokenroute_store::access_log::purge_access_logs;
+use tokenroute_store::{Store, StoreError};
+
+const LEASE: &str = "retention";
+const LEASE_MS: i64 = 15 * 60 * 1000;
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// What one run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    pub sessions: u64,
+    pub debug_logs: u64,
+    pub access_log_files: usize,
+    pub accounts_purged: u64,
+    pub usage_rows: u64,
+    pub ledger_entries: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("access logs: {0}")]
+    AccessLogs(#[from] std::io::Error),
+}
+
+/// Every retention rule, applied as of `now_ms`.
+pub async fn run_once(
+    store: &Store,
+    access_log_dir: &Path,
+    now_ms: i64,
+) -> Result<Report, RetentionError> {
+    let expired = store.expire_old_usage(now_ms).await?;
+    Ok(Report {
+        sessions: store.delete_expired_web_sessions(now_ms).await?,
+        debug_logs: store.purge_debug_logs(now_ms).await?,
+        access_log_files: purge_access_logs(access_log_dir, now_ms)?,
+        accounts_purged: store.purge_deleted_accounts(now_ms).await?,
+        usage_rows: expired.usage_rows,
+        ledger_entries: expired.ledger_entries,
+    })
+}
+
+/// Runs the jobs hourly, when this instance holds the lease.
+pub async fn schedule(store: Store, access_log_dir: std::path::PathBuf) {
+    let holder = tokenroute_store::new_id();
+    let mut every = tokio::time::interval(EVERY);
+    loop {
+        every.tick().await;
+        let now = tokenroute_domain::clock::now_ms();
+        match store.try_lease(LEASE, &holder, now, LEASE_MS).await {
+            Ok(true) => {}
+            Ok(false) => continue, // another instance is on it
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: cannot take the lease");
+                continue;
+            }
+        }
+        match run_once(&store, &access_log_dir, now).await {
+            Ok(report) if report != Report::default() => {
+                tracing::info!(?report, "retention jobs removed expired data");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention jobs failed; retrying next hour"),
+        }
+        let _ = store.release_lease(LEASE, &holder).await;
+    }
+}
