@@ -54,6 +54,19 @@ enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Back the database up into one file (pg_dump custom format, or a SQLite copy);
+    /// keeps the newest `backup.keep` in the folder.
+    Backup {
+        /// Where to write it (default: `backup.dir` of the config).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Restore a backup made by `tokenroute backup`, replacing the database's contents.
+    /// Stop TokenRoute first (for SQLite the database file is replaced).
+    Restore {
+        /// The backup file (`tokenroute-<time>.dump` or `.sqlite`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +224,32 @@ fn run(cli: Cli) -> Result<(), String> {
             with_store(&config, |store| async move { verify_ledger(&store).await })
         }
         Command::Config(_) => Ok(()),
+        Command::Backup { dir } => {
+            let url = config.store.url.clone();
+            let dir = dir.unwrap_or_else(|| config.backup.dir.clone());
+            let keep = config.backup.keep;
+            with_store(&config, |store| async move {
+                let file = store
+                    .backup(&url, &dir, tokenroute_domain::clock::now_ms(), keep)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                eprintln!(
+                    "backup written; the newest {keep} in {} are kept",
+                    dir.display()
+                );
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{}", file.display());
+                }
+                Ok(())
+            })
+        }
+        Command::Restore { file } => {
+            tokenroute_store::backup::restore(&config.store.url, &file)
+                .map_err(|e| e.to_string())?;
+            eprintln!("restored {}; start TokenRoute again", file.display());
+            Ok(())
+        }
     }
 }
 

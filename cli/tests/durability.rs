@@ -41,6 +41,9 @@ max-connections = 4
 spool-dir = "{spool}"
 [log]
 level = "warn"
+access-log-dir = "{access_logs}"
+[backup]
+dir = "{backups}"
 [[providers]]
 id = "mock"
 kind = "mock"
@@ -53,6 +56,8 @@ max-output-tokens = 1000
 "#,
         cp = free_port(),
         spool = dir.join("spool").display(),
+        access_logs = dir.join("access-logs").display(),
+        backups = dir.join("backups").display(),
     );
     let path = dir.join("tokenroute.toml");
     std::fs::write(&path, text).unwrap();

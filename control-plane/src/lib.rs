@@ -106,6 +106,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(retention::schedule(
         state.store.clone(),
+        state.config.clone(),
         state.access_log.dir().to_path_buf(),
     ));
     let served = axum::serve(

@@ -2,18 +2,22 @@
 //! lease in the database (several control-plane instances may run; one runs the jobs,
 //! which are idempotent anyway): expired sessions [P18], debug logs after 7 days [P6],
 //! access logs after 30 days [P16], deleted accounts' personal data 30 days after
-//! deletion [P14], usage and ledger after 7 years [P15]. [`run_once`] takes the time as
-//! an argument: that is the clock the tests move.
+//! deletion [P14], usage and ledger after 7 years [P15]; and the nightly backup [P13].
+//! [`run_once`] takes the time as an argument: that is the clock the tests move.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokenroute_domain::config::Config;
 use tokenroute_store::access_log::purge_access_logs;
 use tokenroute_store::{Store, StoreError};
 
 const LEASE: &str = "retention";
 const LEASE_MS: i64 = 15 * 60 * 1000;
 const EVERY: Duration = Duration::from_secs(3600);
+/// A backup is due when the newest is this old ("nightly", whatever the start time).
+const BACKUP_EVERY_MS: i64 = 23 * 3600 * 1000;
 
 /// What one run removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,13 +55,47 @@ pub async fn run_once(
     })
 }
 
-/// Runs the jobs hourly, when this instance holds the lease.
-pub async fn schedule(store: Store, access_log_dir: std::path::PathBuf) {
+/// Takes a backup when the newest is more than 23 hours old ([P13]: nightly, the
+/// newest `backup.keep` kept). Returns the new file, if one was due.
+pub async fn backup_if_due(
+    store: &Store,
+    config: &Config,
+    now_ms: i64,
+) -> Result<Option<std::path::PathBuf>, tokenroute_store::backup::BackupError> {
+    let newest = tokenroute_store::backup::backups(&config.backup.dir)
+        .last()
+        .and_then(|p| p.metadata().ok())
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if newest.is_some_and(|at| now_ms - at < BACKUP_EVERY_MS) {
+        return Ok(None);
+    }
+    store
+        .backup(
+            &config.store.url,
+            &config.backup.dir,
+            now_ms,
+            config.backup.keep,
+        )
+        .await
+        .map(Some)
+}
+
+/// Runs the jobs hourly (and the nightly backup), when this instance holds the lease.
+pub async fn schedule(store: Store, config: Arc<Config>, access_log_dir: std::path::PathBuf) {
     let holder = tokenroute_store::new_id();
     let mut every = tokio::time::interval(EVERY);
     loop {
         every.tick().await;
         let now = tokenroute_domain::clock::now_ms();
+        if config.backup.nightly {
+            match backup_if_due(&store, &config, now).await {
+                Ok(Some(file)) => tracing::info!(file = %file.display(), "nightly backup written"),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "nightly backup failed"),
+            }
+        }
         match store.try_lease(LEASE, &holder, now, LEASE_MS).await {
             Ok(true) => {}
             Ok(false) => continue, // another instance is on it

@@ -9,6 +9,7 @@ pub mod access_log;
 mod accounts;
 mod announcements;
 mod audit;
+pub mod backup;
 mod connect;
 mod debug_logs;
 mod error;

@@ -5,6 +5,7 @@
 
 mod p03_p06_bodies_are_kept_nowhere_but_debug_logs;
 mod p05_p16_access_logs;
+mod p13_backups;
 mod p14_deleted_accounts_are_purged;
 mod p15_usage_and_ledger_kept_seven_years;
 mod p18_sessions_expire;

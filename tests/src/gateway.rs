@@ -91,6 +91,11 @@ url = "{url}"
 [usage]
 spool-dir = "{spool}"
 
+[backup]
+dir = "{backups}"
+# Backups are proven in tests/policy; a pg_dump per test start would only cost time.
+nightly = false
+
 [log]
 level = "warn"
 access-log-dir = "{access_logs}"
@@ -201,6 +206,7 @@ context-window = 1000
             url = db.url,
             spool = db.dir.path().join("spool").display(),
             access_logs = db.dir.path().join("access-logs").display(),
+            backups = db.dir.path().join("backups").display(),
             fake = fake.base_url(),
             fake_gemini = fake.gemini_base_url(),
             dead = free_port(),

@@ -33,6 +33,7 @@ pub struct Config {
     pub stripe: Option<StripeConfig>,
     pub usage: UsageConfig,
     pub log: LogConfig,
+    pub backup: BackupConfig,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     models_by_id: HashMap<String, usize>,
@@ -118,6 +119,17 @@ pub struct UsageConfig {
     /// Past this many bytes waiting, new requests are refused with 503.
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,
+}
+
+/// Database backups ([P13]).
+#[derive(Debug, Clone)]
+pub struct BackupConfig {
+    /// Where backup files go.
+    pub dir: PathBuf,
+    /// How many are kept (the oldest beyond this are deleted).
+    pub keep: usize,
+    /// Whether the control plane takes one every night.
+    pub nightly: bool,
 }
 
 #[derive(Debug, Clone)]

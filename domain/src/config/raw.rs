@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
+    pub backup: RawBackup,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
@@ -91,6 +93,14 @@ pub struct RawUsage {
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub spool_segment_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawBackup {
+    pub dir: Option<String>,
+    pub keep: Option<usize>,
+    pub nightly: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -145,6 +145,15 @@ pub(super) fn validate(
         trusted_proxies,
     };
 
+    let backup = BackupConfig {
+        dir: raw.backup.dir.map_or_else(
+            || default_data_dir(&store_url_for_spool).join("backups"),
+            PathBuf::from,
+        ),
+        keep: positive("backup.keep", raw.backup.keep, 14)?,
+        nightly: raw.backup.nightly.unwrap_or(true),
+    };
+
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut providers_by_id = HashMap::new();
     for (i, p) in raw.providers.into_iter().enumerate() {
@@ -186,6 +195,7 @@ pub(super) fn validate(
         stripe,
         usage,
         log,
+        backup,
         providers,
         models,
         models_by_id,
