@@ -181,6 +181,7 @@ pub async fn delete_own_account(
         ));
     }
     app.store.delete_account(&user.account_id).await?;
+    app.forget_at_identity_provider();
     tracing::info!(account = %user.account_id, "account deleted by its owner");
     Ok(())
 }
@@ -375,6 +376,7 @@ pub async fn admin_delete_account(
     }
     let before = live_account(app, account_id).await?;
     app.store.delete_account(account_id).await?;
+    app.forget_at_identity_provider();
     audit(
         app,
         admin,

@@ -99,7 +99,11 @@ async fn sign_in(app: &AppState, session: &Session, identity: Identity) -> Resul
     let internal = |e: String| crate::error::ApiError::Internal(e).into_response();
     let account = app
         .store
-        .record_sign_in(&identity.email, identity.name.as_deref())
+        .record_sign_in(
+            &identity.email,
+            identity.name.as_deref(),
+            Some(&identity.subject),
+        )
         .await
         .map_err(|e| internal(e.to_string()))?;
     if account.status == "deleted" {

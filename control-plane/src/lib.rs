@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod csrf;
 mod error;
+mod logto;
 mod oidc;
 mod pages;
 pub mod retention;
@@ -42,6 +43,7 @@ pub struct AppState {
     stripe: Option<Arc<stripe::Stripe>>,
     templates: Arc<web::Templates>,
     access_log: AccessLog,
+    logto: Option<Arc<logto::Logto>>,
 }
 
 impl AppState {
@@ -61,7 +63,14 @@ impl AppState {
             .clone()
             .map(|c| stripe::Stripe::new(c).map(Arc::new))
             .transpose()?;
+        let logto = config
+            .oidc
+            .as_ref()
+            .and_then(|o| o.management.clone())
+            .map(|m| logto::Logto::new(m).map(Arc::new))
+            .transpose()?;
         Ok(AppState {
+            logto,
             store,
             config,
             oidc,
@@ -108,6 +117,7 @@ pub async fn serve(
         state.store.clone(),
         state.config.clone(),
         state.access_log.dir().to_path_buf(),
+        state.logto.clone(),
     ));
     let served = axum::serve(
         listener,
@@ -185,4 +195,17 @@ async fn log_access(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     });
     response
+}
+
+impl AppState {
+    /// After an account deletion: ask Logto to delete the user now, in the background
+    /// (the hourly retention job retries what fails).
+    fn forget_at_identity_provider(&self) {
+        if let Some(logto) = self.logto.clone() {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                logto::delete_pending(&store, &logto, tokenroute_domain::clock::now_ms()).await;
+            });
+        }
+    }
 }

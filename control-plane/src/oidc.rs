@@ -60,6 +60,8 @@ pub struct PendingSignIn {
 /// Who signed in, from a verified ID token.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The provider's id of the user (`sub`).
+    pub subject: String,
     pub email: String,
     pub name: Option<String>,
     pub roles: Vec<String>,
@@ -235,6 +237,7 @@ impl Oidc {
             .map(|n| n.as_str().to_string());
         let raw = id_token.to_string();
         Ok(Identity {
+            subject: claims.subject().as_str().to_string(),
             email,
             name,
             roles: roles_claim(&raw),

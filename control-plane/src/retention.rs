@@ -83,7 +83,12 @@ pub async fn backup_if_due(
 }
 
 /// Runs the jobs hourly (and the nightly backup), when this instance holds the lease.
-pub async fn schedule(store: Store, config: Arc<Config>, access_log_dir: std::path::PathBuf) {
+pub async fn schedule(
+    store: Store,
+    config: Arc<Config>,
+    access_log_dir: std::path::PathBuf,
+    logto: Option<Arc<crate::logto::Logto>>,
+) {
     let holder = tokenroute_store::new_id();
     let mut every = tokio::time::interval(EVERY);
     loop {
@@ -103,6 +108,9 @@ pub async fn schedule(store: Store, config: Arc<Config>, access_log_dir: std::pa
                 tracing::warn!(error = %e, "retention: cannot take the lease");
                 continue;
             }
+        }
+        if let Some(logto) = &logto {
+            crate::logto::delete_pending(&store, logto, now).await;
         }
         match run_once(&store, &access_log_dir, now).await {
             Ok(report) if report != Report::default() => {

@@ -87,17 +87,20 @@ impl Store {
         &self,
         email: &str,
         display_name: Option<&str>,
+        idp_subject: Option<&str>,
     ) -> Result<Account, StoreError> {
         let account = self.upsert_account_by_email(email).await?;
         let now = now_ms();
         sqlx::query(
             "UPDATE accounts SET display_name = COALESCE($2, display_name),
-                 first_sign_in_at = COALESCE(first_sign_in_at, $3), last_sign_in_at = $3
+                 first_sign_in_at = COALESCE(first_sign_in_at, $3), last_sign_in_at = $3,
+                 idp_subject = COALESCE($4, idp_subject)
              WHERE id = $1",
         )
         .bind(&account.id)
         .bind(display_name)
         .bind(now)
+        .bind(idp_subject)
         .execute(&self.pool)
         .await?;
         self.account(&account.id)
@@ -164,6 +167,33 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deleted accounts whose user the identity provider has not deleted yet: (account
+    /// id, the provider's subject).
+    pub async fn accounts_awaiting_idp_deletion(
+        &self,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, idp_subject FROM accounts
+             WHERE status = 'deleted' AND idp_subject IS NOT NULL AND idp_deleted_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("idp_subject")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Records that the identity provider deleted the account's user.
+    pub async fn mark_idp_deleted(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE accounts SET idp_deleted_at = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

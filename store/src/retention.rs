@@ -40,7 +40,7 @@ impl Store {
         for id in &doomed {
             sqlx::query(
                 "UPDATE accounts SET email = $1, display_name = NULL, first_sign_in_at = NULL,
-                     last_sign_in_at = NULL, purged_at = $2
+                     last_sign_in_at = NULL, idp_subject = NULL, purged_at = $2
                  WHERE id = $3",
             )
             .bind(format!("deleted-{id}@invalid"))

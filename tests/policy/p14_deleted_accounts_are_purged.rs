@@ -1,6 +1,7 @@
 //! [P14] an account deleted by its owner keeps its records for 30 days; then no email
 //! or name of it is left anywhere in the database, while its usage and ledger stay
-//! ([P15]), pseudonymous, with unchanged sums.
+//! ([P15]), pseudonymous, with unchanged sums. Logto is asked to delete the user at
+//! once (its Management API).
 
 use reqwest::Method;
 use serde_json::json;
@@ -62,6 +63,16 @@ async fn p14_purge_after_30_days(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
+    // Logto is asked to delete the user too (its Management API, [P11]).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.logto.deleted() != [EMAIL] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Logto never asked: {:?}",
+            d.logto.deleted()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let dir = d.gateway.access_log_dir();
     // Within the 30 days the record is still there (deleted, its keys revoked).
     retention::run_once(store, &dir, now_ms() + 29 * 86_400_000)

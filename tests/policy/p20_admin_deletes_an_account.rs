@@ -43,6 +43,11 @@ async fn p20_admin_deletes(backend: Backend) {
     assert_eq!(status, 200);
 
     assert_eq!(d.api_get(&minor, "/api/me").await.0, 401, "signed out");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.logto.deleted() != ["kid@example.com"] {
+        assert!(std::time::Instant::now() < deadline, "Logto never asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let refused = reqwest::Client::new()
         .get(d.gateway.url("/v1/models"))

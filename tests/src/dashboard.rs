@@ -15,6 +15,8 @@ pub struct Dashboard {
     pub gateway: Gateway,
     pub oidc: OidcServer,
     pub stripe: FakeStripe,
+    /// Logto's Management API (account deletions delete the user there).
+    pub logto: crate::fake_logto::FakeLogto,
     /// `http://127.0.0.1:PORT`, the control plane.
     pub url: String,
     _provider: FakeOpenAi,
@@ -33,25 +35,32 @@ impl Dashboard {
         let url = format!("http://localhost:{port}");
         let oidc = OidcServer::start(&url);
         let stripe = FakeStripe::start().await;
+        let logto = crate::fake_logto::FakeLogto::start().await;
         let provider = FakeOpenAi::start().await;
         opts.control_plane_port = Some(port);
         opts.control_plane_toml =
             format!("public-url = \"{url}\"\nadmin-emails = [\"{ADMIN_EMAIL}\"]\n");
         opts.extra_toml = format!(
             "[oidc]\nissuer = \"{}\"\nclient-id = \"tokenroute\"\n\
-             client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}",
+             client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}\n{}",
             oidc.issuer,
+            logto.toml(),
             stripe.toml()
         );
         opts.env = FakeStripe::env();
         opts.env
             .push(("OIDC_SECRET".into(), "tokenroute-secret".into()));
+        opts.env.push((
+            "LOGTO_M2M_SECRET".into(),
+            crate::fake_logto::M2M_SECRET.into(),
+        ));
         let gateway = Gateway::start_with(backend, &provider, opts).await;
         stripe.deliver_to(&format!("{url}/stripe/webhook"));
         Dashboard {
             gateway,
             oidc,
             stripe,
+            logto,
             url,
             _provider: provider,
         }

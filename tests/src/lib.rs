@@ -9,6 +9,7 @@ pub mod chrome;
 pub mod dashboard;
 pub mod db;
 pub mod evidence;
+pub mod fake_logto;
 pub mod fake_provider;
 pub mod fake_stripe;
 pub mod gateway;

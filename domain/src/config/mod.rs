@@ -86,6 +86,19 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// Users whose ID token lists this role in its `roles` claim are admins.
     pub admin_role: Option<String>,
+    /// Logto's Management API, to delete the user when their account is deleted.
+    pub management: Option<LogtoManagement>,
+}
+
+/// A Logto machine-to-machine application allowed to use the Management API.
+#[derive(Debug, Clone)]
+pub struct LogtoManagement {
+    /// The tenant's base URL, without a trailing slash (e.g. `https://tenant.logto.app`).
+    pub endpoint: String,
+    /// The API resource indicator (Logto Cloud: `https://default.logto.app/api`).
+    pub resource: String,
+    pub client_id: String,
+    pub client_secret: Secret<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -60,6 +60,16 @@ pub struct RawOidc {
     pub client_secret_env: String,
     pub scopes: Option<Vec<String>>,
     pub admin_role: Option<String>,
+    pub management: Option<RawLogtoManagement>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLogtoManagement {
+    pub endpoint: String,
+    pub resource: Option<String>,
+    pub client_id: String,
+    pub client_secret_env: String,
 }
 
 #[derive(Debug, Deserialize)]

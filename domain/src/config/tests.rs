@@ -261,3 +261,35 @@ fn access_logs_and_trusted_proxies() {
     assert_eq!(path, "log.trusted-proxies[1]");
     assert!(message.contains("`nope`"), "{message}");
 }
+
+#[test]
+fn logto_management_is_optional_and_reads_its_secret_from_the_environment() {
+    let text = r#"
+[oidc]
+issuer = "https://tenant.logto.app/oidc"
+client-id = "dash"
+client-secret-env = "S"
+
+[oidc.management]
+endpoint = "https://tenant.logto.app/"
+client-id = "m2m"
+client-secret-env = "M2M"
+"#;
+    let env = |v: &str| (v == "S" || v == "M2M").then(|| format!("{v}-value"));
+    let m = Config::from_toml(text, "t", &env)
+        .unwrap()
+        .oidc
+        .unwrap()
+        .management
+        .unwrap();
+    assert_eq!(m.endpoint, "https://tenant.logto.app");
+    assert_eq!(m.resource, "https://default.logto.app/api");
+    assert_eq!(m.client_secret.expose(), "M2M-value");
+    let only_s = |v: &str| (v == "S").then(|| "x".to_string());
+    match Config::from_toml(text, "t", &only_s) {
+        Err(ConfigError::Invalid { path, .. }) => {
+            assert_eq!(path, "oidc.management.client-secret-env")
+        }
+        other => panic!("{other:?}"),
+    }
+}

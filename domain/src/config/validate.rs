@@ -446,6 +446,25 @@ fn oidc(raw: RawOidc, env: &dyn Fn(&str) -> Option<String>) -> Result<OidcConfig
         )?,
         scopes,
         admin_role: raw.admin_role.filter(|r| !r.is_empty()),
+        management: raw
+            .management
+            .map(|m| -> Result<LogtoManagement, Invalid> {
+                endpoint(&m.endpoint).map_err(|e| ("oidc.management.endpoint".to_string(), e))?;
+                Ok(LogtoManagement {
+                    endpoint: m.endpoint.trim_end_matches('/').to_string(),
+                    resource: m
+                        .resource
+                        .unwrap_or_else(|| "https://default.logto.app/api".to_string()),
+                    client_id: m.client_id,
+                    client_secret: secret_from_env(
+                        "oidc.management.client-secret-env",
+                        &m.client_secret_env,
+                        "the Logto machine-to-machine app's secret",
+                        env,
+                    )?,
+                })
+            })
+            .transpose()?,
     })
 }
 
