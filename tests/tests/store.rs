@@ -249,7 +249,52 @@ async fn migrations_are_idempotent(backend: Backend) {
     again.ping().await.unwrap();
 }
 
+/// Scheduled jobs run on one instance at a time: a lease is held until it expires or
+/// is released, and renewed by its holder.
+async fn job_leases_admit_one_holder_at_a_time(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let t = 1_800_000_000_000;
+    assert!(store.try_lease("retention", "a", t, 60_000).await.unwrap());
+    assert!(!store
+        .try_lease("retention", "b", t + 1, 60_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lease("retention", "a", t + 2, 60_000)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(store
+        .try_lease("other-job", "b", t + 3, 60_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .try_lease("retention", "b", t + 60_001, 60_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .try_lease("retention", "b", t + 60_002, 60_000)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    store.release_lease("retention", "a").await.unwrap(); // not a's any more: no effect
+    assert!(!store
+        .try_lease("retention", "a", t + 60_003, 60_000)
+        .await
+        .unwrap());
+    store.release_lease("retention", "b").await.unwrap();
+    assert!(store
+        .try_lease("retention", "a", t + 60_004, 60_000)
+        .await
+        .unwrap());
+}
+
 tokenroute_tests::on_both_stores!(
+    job_leases_admit_one_holder_at_a_time,
     replayed_usage_charges_nothing_twice,
     ledger_references_book_once,
     a_key_hash_is_never_issued_twice_and_revocation_keeps_it,
