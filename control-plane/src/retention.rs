@@ -2,7 +2,8 @@
 //! lease in the database (several control-plane instances may run; one runs the jobs,
 //! which are idempotent anyway): expired sessions [P18], debug logs after 7 days [P6],
 //! access logs after 30 days [P16], deleted accounts' personal data 30 days after
-//! deletion [P14], usage and ledger after 7 years [P15]; and the nightly backup [P13].
+//! deletion [P14], usage and ledger after 7 years [P15] (on Postgres, the coming months'
+//! usage partitions are created and expired ones dropped); and the nightly backup [P13].
 //! [`run_once`] takes the time as an argument: that is the clock the tests move.
 
 use std::path::Path;
@@ -28,6 +29,8 @@ pub struct Report {
     pub accounts_purged: u64,
     pub usage_rows: u64,
     pub ledger_entries: u64,
+    /// Postgres: monthly usage partitions past the 7 years, dropped.
+    pub usage_partitions_dropped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,9 @@ pub async fn run_once(
     now_ms: i64,
 ) -> Result<Report, RetentionError> {
     let expired = store.expire_old_usage(now_ms).await?;
+    let (_, partitions_dropped) = store.maintain_usage_partitions(now_ms).await?;
     Ok(Report {
+        usage_partitions_dropped: partitions_dropped,
         sessions: store.delete_expired_web_sessions(now_ms).await?,
         debug_logs: store.purge_debug_logs(now_ms).await?,
         access_log_files: purge_access_logs(access_log_dir, now_ms)?,

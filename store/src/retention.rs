@@ -151,3 +151,101 @@ impl Store {
         Ok(())
     }
 }
+
+/// The first millisecond of the UTC month `months` after the month of `ms`.
+fn month_start(ms: i64, months: i32) -> Option<(String, i64)> {
+    use chrono::{Datelike, TimeZone};
+    let t = chrono::Utc.timestamp_millis_opt(ms).single()?;
+    let total = t.year() * 12 + t.month0() as i32 + months;
+    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
+    let start = chrono::Utc
+        .with_ymd_and_hms(year, month0 as u32 + 1, 1, 0, 0, 0)
+        .single()?;
+    Some((
+        format!("{year:04}{:02}", month0 + 1),
+        start.timestamp_millis(),
+    ))
+}
+
+impl Store {
+    /// Postgres keeps usage in monthly partitions: makes sure this month's and the next
+    /// three exist, and drops those that ended before the 7-year cutoff (emptied by
+    /// [`Store::expire_old_usage`]). Returns how many were created and dropped. A no-op
+    /// on SQLite.
+    pub async fn maintain_usage_partitions(&self, now_ms: i64) -> Result<(u64, u64), StoreError> {
+        if self.backend != crate::Backend::Postgres {
+            return Ok((0, 0));
+        }
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(c.relname AS TEXT) FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = 'usage_events'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut created = 0;
+        for ahead in 0..4 {
+            let (Some((name, from)), Some((_, to))) =
+                (month_start(now_ms, ahead), month_start(now_ms, ahead + 1))
+            else {
+                continue;
+            };
+            let table = format!("usage_events_p{name}");
+            if existing.contains(&table) {
+                continue;
+            }
+            let made = sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} PARTITION OF usage_events
+                 FOR VALUES FROM ({from}) TO ({to})"
+            ))
+            .execute(&self.pool)
+            .await;
+            match made {
+                Ok(_) => created += 1,
+                // Rows of that month already in the default partition: they stay there.
+                Err(e) => tracing::warn!(%table, error = %e, "cannot create a usage partition"),
+            }
+        }
+        let cutoff = now_ms - USAGE_RETENTION_MS;
+        let mut dropped = 0;
+        for table in existing {
+            let Some(month) = table.strip_prefix("usage_events_p") else {
+                continue;
+            };
+            let (Ok(year), Ok(month)) = (month[..4].parse::<i32>(), month[4..].parse::<u32>())
+            else {
+                continue;
+            };
+            let Some(end) = chrono::NaiveDate::from_ymd_opt(year, month, 1)
+                .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_millis())
+            else {
+                continue;
+            };
+            if end <= cutoff {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                    .execute(&self.pool)
+                    .await?;
+                dropped += 1;
+            }
+        }
+        Ok((created, dropped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_roll_over_years() {
+        let nov_2026 = 1_795_910_400_000; // 2026-11-29T00:00Z
+        assert_eq!(month_start(nov_2026, 0).unwrap().0, "202611");
+        assert_eq!(
+            month_start(nov_2026, 2).unwrap(),
+            ("202701".to_string(), 1_798_761_600_000)
+        );
+        assert_eq!(month_start(nov_2026, -11).unwrap().0, "202512");
+    }
+}

@@ -47,14 +47,15 @@ impl Store {
         for e in events {
             debited.entry(&e.account_id).or_default();
         }
-        let rows_per_statement = match self.backend {
-            Backend::Postgres => ROWS_PER_STATEMENT,
-            Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
+        let (rows_per_statement, unique) = match self.backend {
+            // Postgres partitions usage by month: its unique key carries the month.
+            Backend::Postgres => (ROWS_PER_STATEMENT, "request_id, created_at"),
+            Backend::Sqlite => (SQLITE_ROWS_PER_STATEMENT, "request_id"),
         };
         for chunk in events.chunks(rows_per_statement) {
             let sql = format!(
                 "INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES {}
-                 ON CONFLICT (request_id) DO NOTHING RETURNING request_id",
+                 ON CONFLICT ({unique}) DO NOTHING RETURNING request_id",
                 placeholders(chunk.len(), 16)
             );
             let mut query = sqlx::query(&sql);

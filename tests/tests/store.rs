@@ -293,6 +293,126 @@ async fn job_leases_admit_one_holder_at_a_time(backend: Backend) {
         .unwrap());
 }
 
+/// Postgres keeps usage in monthly partitions; replays stay idempotent across them and
+/// the retention job keeps the coming months' partitions ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_partitions_usage_by_month() {
+    let (_db, store) = open(Backend::Postgres).await;
+    let account = store
+        .upsert_account_by_email("p@example.com")
+        .await
+        .unwrap();
+    let key = new_key(&store, &account.id).await;
+    let now = tokenroute_domain::clock::now_ms();
+    let mut this_month = event("r-now", &account.id, &key.id, 1_000);
+    this_month.created_at_ms = now;
+    let mut long_ago = event("r-old", &account.id, &key.id, 1_000);
+    long_ago.created_at_ms = now - 3 * 365 * 86_400_000;
+    let batch = [this_month.clone(), long_ago.clone()];
+    assert_eq!(store.record_usage(&batch).await.unwrap().inserted, 2);
+    assert_eq!(
+        store.record_usage(&batch).await.unwrap().inserted,
+        0,
+        "replays charge nothing twice"
+    );
+    let month = chrono::DateTime::from_timestamp_millis(now)
+        .unwrap()
+        .format("%Y%m")
+        .to_string();
+    let partition_of = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT CAST(tableoid::regclass AS TEXT) FROM usage_events WHERE request_id = $1",
+            )
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        partition_of("r-now").await,
+        format!("usage_events_p{month}")
+    );
+    assert_eq!(partition_of("r-old").await, "usage_events_default");
+    let in_a_year = now + 365 * 86_400_000;
+    let (created, dropped) = store.maintain_usage_partitions(in_a_year).await.unwrap();
+    assert_eq!((created, dropped), (4, 0));
+    assert_eq!(
+        store.maintain_usage_partitions(in_a_year).await.unwrap(),
+        (0, 0)
+    );
+    assert!(store
+        .verify_ledger()
+        .await
+        .unwrap()
+        .discrepancies
+        .is_empty());
+}
+
+/// Upgrading a Postgres store that already holds usage moves every row into its month.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_partitioning_migration_keeps_existing_usage() {
+    let db = TestDb::new(Backend::Postgres).await;
+    // The schema as it was before partitioning: migrations 0001-0009 only.
+    let before = tempfile::tempdir().unwrap();
+    let all = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/postgres");
+    for entry in std::fs::read_dir(all).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0010" {
+            std::fs::copy(entry.path(), before.path().join(&name)).unwrap();
+        }
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::migrate::Migrator::new(before.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let day = 86_400_000_i64;
+    let now = tokenroute_domain::clock::now_ms();
+    for (i, at) in [now - 400 * day, now - 40 * day, now].iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO usage_events (request_id, account_id, key_id, created_at, model, provider,
+                 upstream_model, input_tokens, output_tokens, cost_nanos, status, streamed,
+                 estimated, duration_ms)
+             VALUES ($1, 'a', 'k', $2, 'm', 'p', 'u', 1, 2, 3, 200, 0, 0, 5)",
+        )
+        .bind(format!("old-{i}"))
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    let store = Store::open(&db.url, 2).await.unwrap();
+    let placed: Vec<(String, String)> = sqlx::query_as(
+        "SELECT request_id, CAST(tableoid::regclass AS TEXT) FROM usage_events ORDER BY created_at",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let month = |ms: i64| {
+        format!(
+            "usage_events_p{}",
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y%m")
+        )
+    };
+    assert_eq!(
+        placed,
+        [
+            ("old-0".to_string(), month(now - 400 * day)),
+            ("old-1".to_string(), month(now - 40 * day)),
+            ("old-2".to_string(), month(now)),
+        ]
+    );
+}
+
 tokenroute_tests::on_both_stores!(
     job_leases_admit_one_holder_at_a_time,
     replayed_usage_charges_nothing_twice,
