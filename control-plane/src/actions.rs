@@ -442,6 +442,9 @@ pub async fn admin_announce(
             created_by: &admin.email,
         })
         .await?;
+    if kind == "policy" {
+        app.email_policy_changes();
+    }
     audit(
         app,
         admin,

@@ -11,6 +11,7 @@ mod auth;
 mod csrf;
 mod error;
 mod logto;
+mod mailer;
 mod oidc;
 mod pages;
 pub mod retention;
@@ -44,6 +45,7 @@ pub struct AppState {
     templates: Arc<web::Templates>,
     access_log: AccessLog,
     logto: Option<Arc<logto::Logto>>,
+    mailer: Option<Arc<mailer::Mailer>>,
 }
 
 impl AppState {
@@ -69,7 +71,13 @@ impl AppState {
             .and_then(|o| o.management.clone())
             .map(|m| logto::Logto::new(m).map(Arc::new))
             .transpose()?;
+        let mailer = config
+            .email
+            .as_ref()
+            .map(|e| mailer::Mailer::new(e).map(Arc::new))
+            .transpose()?;
         Ok(AppState {
+            mailer,
             logto,
             store,
             config,
@@ -118,6 +126,7 @@ pub async fn serve(
         state.config.clone(),
         state.access_log.dir().to_path_buf(),
         state.logto.clone(),
+        state.mailer.clone(),
     ));
     let served = axum::serve(
         listener,
@@ -205,6 +214,26 @@ impl AppState {
             let store = self.store.clone();
             tokio::spawn(async move {
                 logto::delete_pending(&store, &logto, tokenroute_domain::clock::now_ms()).await;
+            });
+        }
+    }
+}
+
+impl AppState {
+    /// After a policy change is announced: email it now, in the background (the hourly
+    /// retention job retries what fails).
+    fn email_policy_changes(&self) {
+        if let Some(mailer) = self.mailer.clone() {
+            let store = self.store.clone();
+            let public_url = self.config.control_plane.public_url.clone();
+            tokio::spawn(async move {
+                mailer::email_policy_changes(
+                    &store,
+                    &mailer,
+                    &public_url,
+                    tokenroute_domain::clock::now_ms(),
+                )
+                .await;
             });
         }
     }

@@ -93,6 +93,7 @@ pub async fn schedule(
     config: Arc<Config>,
     access_log_dir: std::path::PathBuf,
     logto: Option<Arc<crate::logto::Logto>>,
+    mailer: Option<Arc<crate::mailer::Mailer>>,
 ) {
     let holder = tokenroute_store::new_id();
     let mut every = tokio::time::interval(EVERY);
@@ -116,6 +117,15 @@ pub async fn schedule(
         }
         if let Some(logto) = &logto {
             crate::logto::delete_pending(&store, logto, now).await;
+        }
+        if let Some(mailer) = &mailer {
+            crate::mailer::email_policy_changes(
+                &store,
+                mailer,
+                &config.control_plane.public_url,
+                now,
+            )
+            .await;
         }
         match run_once(&store, &access_log_dir, now).await {
             Ok(report) if report != Report::default() => {

@@ -119,3 +119,35 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Policy changes not retired and not emailed yet.
+    pub async fn policy_changes_to_email(&self) -> Result<Vec<Announcement>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM announcements
+             WHERE kind = 'policy' AND emailed_at IS NULL AND retired_at IS NULL
+             ORDER BY created_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn mark_announcement_emailed(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE announcements SET emailed_at = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The emails of every active account (policy-change notices go to them).
+    pub async fn active_account_emails(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT email FROM accounts WHERE status = 'active' ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -17,6 +17,8 @@ pub struct Dashboard {
     pub stripe: FakeStripe,
     /// Logto's Management API (account deletions delete the user there).
     pub logto: crate::fake_logto::FakeLogto,
+    /// Where policy-change emails go.
+    pub smtp: crate::fake_smtp::FakeSmtp,
     /// `http://127.0.0.1:PORT`, the control plane.
     pub url: String,
     _provider: FakeOpenAi,
@@ -36,16 +38,19 @@ impl Dashboard {
         let oidc = OidcServer::start(&url);
         let stripe = FakeStripe::start().await;
         let logto = crate::fake_logto::FakeLogto::start().await;
+        let smtp = crate::fake_smtp::FakeSmtp::start().await;
         let provider = FakeOpenAi::start().await;
         opts.control_plane_port = Some(port);
         opts.control_plane_toml =
             format!("public-url = \"{url}\"\nadmin-emails = [\"{ADMIN_EMAIL}\"]\n");
         opts.extra_toml = format!(
             "[oidc]\nissuer = \"{}\"\nclient-id = \"tokenroute\"\n\
-             client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}\n{}",
+             client-secret-env = \"OIDC_SECRET\"\nadmin-role = \"admin\"\n\n{}\n{}\n\
+             [email]\nsmtp-url = \"{}\"\nfrom = \"TokenRoute <noreply@tokenroute.test>\"\n",
             oidc.issuer,
             logto.toml(),
-            stripe.toml()
+            stripe.toml(),
+            smtp.url
         );
         opts.env = FakeStripe::env();
         opts.env
@@ -61,6 +66,7 @@ impl Dashboard {
             oidc,
             stripe,
             logto,
+            smtp,
             url,
             _provider: provider,
         }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod evidence;
 pub mod fake_logto;
 pub mod fake_provider;
+pub mod fake_smtp;
 pub mod fake_stripe;
 pub mod gateway;
 pub mod oidc_server;

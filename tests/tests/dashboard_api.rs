@@ -620,6 +620,27 @@ async fn account_and_admin_api(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, live) = d.api_get(&user, "/api/announcements").await;
     assert_eq!(live["announcements"][0]["message"], "New terms");
+    // [P21] by email too: every active account gets one message about it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.smtp.mails().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no policy emails: {:?}",
+            d.smtp.mails()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mails = d.smtp.mails();
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        [tokenroute_tests::dashboard::ADMIN_EMAIL, "vic@example.com"]
+    );
+    assert!(mails[0].data.contains("New terms"), "{}", mails[0].data);
+    assert!(mails[0]
+        .data
+        .contains("Subject: TokenRoute: a policy change takes effect on"));
     d.api_send(
         &admin,
         Method::POST,

@@ -31,6 +31,8 @@ pub struct Config {
     pub oidc: Option<OidcConfig>,
     /// Credit top-ups through Stripe Checkout; `None`: top-ups are off.
     pub stripe: Option<StripeConfig>,
+    /// Outgoing email (policy-change notices); `None`: no email is sent.
+    pub email: Option<EmailConfig>,
     pub usage: UsageConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
@@ -99,6 +101,17 @@ pub struct LogtoManagement {
     pub resource: String,
     pub client_id: String,
     pub client_secret: Secret<String>,
+}
+
+/// An SMTP server to send email through.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// `smtps://user@host:465`, `smtp://host:587?tls=required`, or plain `smtp://host:25`.
+    pub smtp_url: String,
+    /// The SMTP password, when the URL names a user.
+    pub password: Option<Secret<String>>,
+    /// The sender, e.g. `TokenRoute <noreply@example.com>`.
+    pub from: String,
 }
 
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub redis: Option<RawRedis>,
     pub oidc: Option<RawOidc>,
     pub stripe: Option<RawStripe>,
+    pub email: Option<RawEmail>,
     #[serde(default)]
     pub usage: RawUsage,
     #[serde(default)]
@@ -70,6 +71,14 @@ pub struct RawLogtoManagement {
     pub resource: Option<String>,
     pub client_id: String,
     pub client_secret_env: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEmail {
+    pub smtp_url: String,
+    pub password_env: Option<String>,
+    pub from: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -293,3 +293,30 @@ client-secret-env = "M2M"
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn email_needs_an_smtp_url_and_a_sender() {
+    let env = |v: &str| (v == "P").then(|| "pw".to_string());
+    let ok = "[email]\nsmtp-url = \"smtps://me@smtp.example.com:465\"\npassword-env = \"P\"\nfrom = \"T <t@example.com>\"\n";
+    let email = Config::from_toml(ok, "t", &env).unwrap().email.unwrap();
+    assert_eq!(email.password.unwrap().expose(), "pw");
+    for (text, key) in [
+        (
+            "[email]\nsmtp-url = \"http://x\"\nfrom = \"t@example.com\"\n",
+            "email.smtp-url",
+        ),
+        (
+            "[email]\nsmtp-url = \"smtp://x:25\"\nfrom = \"nobody\"\n",
+            "email.from",
+        ),
+        (
+            "[email]\nsmtp-url = \"smtp://x:25\"\npassword-env = \"Q\"\nfrom = \"t@example.com\"\n",
+            "email.password-env",
+        ),
+    ] {
+        match Config::from_toml(text, "t", &env) {
+            Err(ConfigError::Invalid { path, .. }) => assert_eq!(path, key),
+            other => panic!("{other:?}"),
+        }
+    }
+}

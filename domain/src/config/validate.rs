@@ -78,6 +78,36 @@ pub(super) fn validate(
     };
     let oidc = raw.oidc.map(|o| oidc(o, env)).transpose()?;
     let stripe = raw.stripe.map(|s| stripe(s, env)).transpose()?;
+    let email = raw
+        .email
+        .map(|e| -> Result<EmailConfig, Invalid> {
+            let url = url::Url::parse(&e.smtp_url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some());
+            if url.is_none() {
+                return Err((
+                    "email.smtp-url".into(),
+                    format!("`{}` is not an smtp:// or smtps:// URL", e.smtp_url),
+                ));
+            }
+            if !e.from.contains('@') {
+                return Err((
+                    "email.from".into(),
+                    format!("`{}` is not an address", e.from),
+                ));
+            }
+            Ok(EmailConfig {
+                smtp_url: e.smtp_url,
+                password: e
+                    .password_env
+                    .map(|var| {
+                        secret_from_env("email.password-env", &var, "the SMTP password", env)
+                    })
+                    .transpose()?,
+                from: e.from,
+            })
+        })
+        .transpose()?;
     let store_url = raw
         .store
         .url
@@ -193,6 +223,7 @@ pub(super) fn validate(
         redis,
         oidc,
         stripe,
+        email,
         usage,
         log,
         backup,
