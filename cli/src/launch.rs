@@ -67,6 +67,17 @@ pub struct Running {
 /// Opens the store (migrating it), then starts the requested planes. Returns once
 /// they accept connections. Must not be called from inside a tokio runtime.
 pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
+    launch_with_listener(config, planes, None)
+}
+
+/// As [`launch`], the control plane serving on `control_plane_listener` when given (a
+/// socket the caller bound already, e.g. to know its port before start-up) instead of
+/// binding `control-plane.listen`.
+pub fn launch_with_listener(
+    config: Config,
+    planes: Planes,
+    control_plane_listener: Option<std::net::TcpListener>,
+) -> Result<Running, LaunchError> {
     let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -87,9 +98,16 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
     let mut control_plane = None;
     if planes.control_plane {
         let addr = config.control_plane.listen;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|source| LaunchError::Listen { addr, source })?;
+        let listener = match control_plane_listener {
+            Some(bound) => {
+                let _guard = runtime.enter();
+                bound
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(bound))
+            }
+            None => runtime.block_on(tokio::net::TcpListener::bind(addr)),
+        }
+        .map_err(|source| LaunchError::Listen { addr, source })?;
         control_plane_addr = listener.local_addr().ok();
         let state = tokenroute_control_plane::AppState::new(
             store.clone(),

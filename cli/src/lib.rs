@@ -8,4 +8,4 @@
 
 pub mod launch;
 
-pub use launch::{launch, LaunchError, Planes, Running, Stop};
+pub use launch::{launch, launch_with_listener, LaunchError, Planes, Running, Stop};

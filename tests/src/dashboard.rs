@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::browser::{redirect_target, Browser};
 use crate::gateway::Options;
-use crate::{free_port, Backend, FakeOpenAi, FakeStripe, Gateway, OidcServer};
+use crate::{Backend, FakeOpenAi, FakeStripe, Gateway, OidcServer};
 
 /// Emails configured as admins in [`Dashboard::start`].
 pub const ADMIN_EMAIL: &str = "root@example.com";
@@ -30,7 +30,10 @@ impl Dashboard {
     }
 
     pub async fn start_with(backend: Backend, mut opts: Options) -> Dashboard {
-        let port = free_port();
+        // Bound now and handed to the control plane: the OIDC redirect URI names this
+        // port before TokenRoute starts, and no other test can take it meanwhile.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         // `localhost`, not 127.0.0.1: cookies are scoped by host, not port, and the
         // identity provider (on 127.0.0.1) sets its own; a browser test must see only
         // the dashboard's.
@@ -40,7 +43,6 @@ impl Dashboard {
         let logto = crate::fake_logto::FakeLogto::start().await;
         let smtp = crate::fake_smtp::FakeSmtp::start().await;
         let provider = FakeOpenAi::start().await;
-        opts.control_plane_port = Some(port);
         opts.control_plane_toml =
             format!("public-url = \"{url}\"\nadmin-emails = [\"{ADMIN_EMAIL}\"]\n");
         opts.extra_toml = format!(
@@ -59,7 +61,7 @@ impl Dashboard {
             "LOGTO_M2M_SECRET".into(),
             crate::fake_logto::M2M_SECRET.into(),
         ));
-        let gateway = Gateway::start_with(backend, &provider, opts).await;
+        let gateway = Gateway::start_with_listener(backend, &provider, opts, Some(listener)).await;
         stripe.deliver_to(&format!("{url}/stripe/webhook"));
         Dashboard {
             gateway,

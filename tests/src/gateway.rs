@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokenroute::{launch, Planes, Running, Stop};
+use tokenroute::{launch_with_listener, Planes, Running, Stop};
 use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::config::Config;
 use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
@@ -68,6 +68,20 @@ impl Gateway {
     }
 
     pub async fn start_with(backend: Backend, fake: &FakeOpenAi, opts: Options) -> Gateway {
+        Self::start_with_listener(backend, fake, opts, None).await
+    }
+
+    /// As [`Gateway::start_with`], the control plane on a socket the caller bound (so
+    /// its port is known, and kept, before start-up: no other test can take it).
+    pub async fn start_with_listener(
+        backend: Backend,
+        fake: &FakeOpenAi,
+        mut opts: Options,
+        control_plane: Option<std::net::TcpListener>,
+    ) -> Gateway {
+        if let Some(listener) = &control_plane {
+            opts.control_plane_port = Some(listener.local_addr().unwrap().port());
+        }
         let db = TestDb::new(backend).await;
         let toml = format!(
             r#"
@@ -224,12 +238,13 @@ context-window = 1000
         let launch_config = config.clone();
         // launch() runs its own runtime: start it from a plain thread.
         let running = std::thread::spawn(move || {
-            launch(
+            launch_with_listener(
                 launch_config,
                 Planes {
                     proxy: true,
                     control_plane: true,
                 },
+                control_plane,
             )
         })
         .join()
