@@ -158,14 +158,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // Revoked keys take their debug logs with them ([P6]).
-        sqlx::query("DELETE FROM debug_logs WHERE account_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM web_sessions WHERE account_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        end_sessions_and_debug_logs(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -266,4 +259,19 @@ fn summaries(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AccountSummary>, StoreErr
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)
+}
+
+/// Deletes the account's sessions and debug logs (inside the caller's transaction):
+/// what must go at once when an account is deleted, and again at its purge.
+pub(crate) async fn end_sessions_and_debug_logs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+) -> Result<(), StoreError> {
+    for table in ["web_sessions", "debug_logs"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

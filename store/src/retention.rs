@@ -53,14 +53,7 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM web_sessions WHERE account_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM debug_logs WHERE account_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            crate::accounts::end_sessions_and_debug_logs(&mut tx, id).await?;
         }
         tx.commit().await?;
         Ok(doomed.len() as u64)

@@ -106,6 +106,31 @@ impl Dashboard {
         headers
     }
 
+    /// Signs `browser` in and gives the account `credits_usd` of credit (an admin
+    /// adjustment); returns the account id.
+    pub async fn sign_in_with_credit(
+        &self,
+        browser: &Browser,
+        email: &str,
+        name: &str,
+        credits_usd: &str,
+    ) -> String {
+        self.sign_in(browser, email, name, &[]).await;
+        let store = &self.gateway.store;
+        let account = store.account_by_email(email).await.unwrap().unwrap();
+        store
+            .book(
+                &account.id,
+                tokenroute_store::LedgerKind::Adjustment,
+                tokenroute_domain::NanoUsd::parse_usd(credits_usd).unwrap(),
+                &format!("test-credit-{email}"),
+                Some("test credit"),
+            )
+            .await
+            .unwrap();
+        account.id
+    }
+
     /// GET an API path as the browser; (status, JSON body).
     pub async fn api_get(&self, browser: &Browser, path: &str) -> (StatusCode, Value) {
         let response = browser.get(&self.at(path)).await;

@@ -33,25 +33,9 @@ async fn chat(d: &Dashboard, key: &str, model: &str) -> reqwest::Response {
 async fn keys_lifecycle(backend: Backend) {
     let d = Dashboard::start(backend).await;
     let browser = Browser::new();
-    d.sign_in(&browser, "kim@example.com", "Kim", &[]).await;
-    let account = d
-        .gateway
-        .store
-        .account_by_email("kim@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    d.gateway
-        .store
-        .book(
-            &account.id,
-            tokenroute_store::LedgerKind::Adjustment,
-            NanoUsd::parse_usd("5").unwrap(),
-            "test-credit",
-            None,
-        )
-        .await
-        .unwrap();
+    let account_id = d
+        .sign_in_with_credit(&browser, "kim@example.com", "Kim", "5")
+        .await;
 
     // No CSRF token, or a wrong one: refused, nothing created.
     for token in [None, Some("nope")] {
@@ -70,7 +54,7 @@ async fn keys_lifecycle(backend: Backend) {
     assert!(d
         .gateway
         .store
-        .keys_of_account(&account.id)
+        .keys_of_account(&account_id)
         .await
         .unwrap()
         .is_empty());
@@ -730,25 +714,9 @@ async fn debug_log_count(d: &Dashboard) -> i64 {
 async fn request_debugging_keeps_bodies_only_while_on(backend: Backend) {
     let d = Dashboard::start(backend).await;
     let user = Browser::new();
-    d.sign_in(&user, "dee@example.com", "Dee", &[]).await;
-    let account = d
-        .gateway
-        .store
-        .account_by_email("dee@example.com")
-        .await
-        .unwrap()
-        .unwrap();
-    d.gateway
-        .store
-        .book(
-            &account.id,
-            tokenroute_store::LedgerKind::Adjustment,
-            NanoUsd::parse_usd("1").unwrap(),
-            "t",
-            None,
-        )
-        .await
-        .unwrap();
+    let account_id = d
+        .sign_in_with_credit(&user, "dee@example.com", "Dee", "1")
+        .await;
     let (_, created) = d
         .api_send(
             &user,
@@ -763,7 +731,7 @@ async fn request_debugging_keeps_bodies_only_while_on(backend: Backend) {
 
     // Off (the default): nothing but metadata is kept ([P3]).
     assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
-    d.gateway.wait_usage(&account.id, 1).await;
+    d.gateway.wait_usage(&account_id, 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(debug_log_count(&d).await, 0);
 
