@@ -152,15 +152,18 @@ pub async fn export(app: &AppState, user: &SignedIn) -> Result<serde_json::Value
             debug_logs.push(DebugLogView::from(&log));
         }
     }
-    let sessions = store
-        .count_sessions_of_account(&account.id, tokenroute_domain::clock::now_ms())
-        .await?;
+    let sessions: Vec<serde_json::Value> = store
+        .sessions_of_account(&account.id, tokenroute_domain::clock::now_ms())
+        .await?
+        .into_iter()
+        .map(|(created, expires)| json!({"signed_in_at": time(created), "expires_at": time(expires)}))
+        .collect();
     Ok(json!({
         "exported_at": time(tokenroute_domain::clock::now_ms()),
         "notice": "Everything TokenRoute holds about this account. API keys are stored only as SHA-256 hashes, so their secrets cannot be exported; prompts and completions are not stored.",
         "account": AccountView::from(&account),
         "balance_usd": usd(store.balance(&account.id).await?),
-        "active_sessions": sessions,
+        "sessions": sessions,
         "keys": keys.iter().map(KeyView::from).collect::<Vec<_>>(),
         "usage": usage.iter().map(UsageView::from).collect::<Vec<_>>(),
         "ledger": ledger.iter().map(LedgerView::from).collect::<Vec<_>>(),

@@ -100,6 +100,26 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The account's live sessions: (created, expires), Unix ms, newest first.
+    pub async fn sessions_of_account(
+        &self,
+        account_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at, expires_at FROM web_sessions
+             WHERE account_id = $1 AND expires_at > $2 ORDER BY created_at DESC",
+        )
+        .bind(account_id)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("created_at")?, r.try_get("expires_at")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
     /// The account's live sessions.
     pub async fn count_sessions_of_account(
         &self,
