@@ -33,7 +33,7 @@ pub enum LaunchError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Spool(#[from] tokenroute_proxy::meter::spool::SpoolError),
+    ProxyStart(#[from] tokenroute_proxy::state::StartError),
     #[error("the data plane did not start listening on {0} (is the address in use?)")]
     ProxyNotListening(SocketAddr),
     #[error("cannot start the control plane: {0}")]
@@ -62,6 +62,9 @@ pub struct Running {
     control_plane_stop: watch::Sender<bool>,
     control_plane: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     store: Store,
+    /// Where `/metrics` is served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the store (migrating it), then starts the requested planes. Returns once
@@ -93,6 +96,8 @@ pub fn launch_with_listener(
             source,
         })?;
 
+    // Both planes' metrics, served together at `metrics.listen`.
+    let registry = prometheus::Registry::new();
     let (control_plane_stop, control_plane_stop_rx) = watch::channel(false);
     let mut control_plane_addr = None;
     let mut control_plane = None;
@@ -113,6 +118,7 @@ pub fn launch_with_listener(
             store.clone(),
             config.clone(),
             access_log.clone(),
+            &registry,
         )
         .map_err(LaunchError::ControlPlane)?;
         control_plane = Some(runtime.spawn(tokenroute_control_plane::serve(
@@ -137,16 +143,43 @@ pub fn launch_with_listener(
         control_plane_stop,
         control_plane,
         store: store.clone(),
+        metrics_addr: None,
+        metrics: None,
     };
+    let mut proxy_state = None;
     if planes.proxy {
-        let (state, background) =
-            ProxyState::start(config.clone(), store, access_log, running.runtime.handle())?;
+        let (state, background) = ProxyState::start(
+            config.clone(),
+            store,
+            access_log,
+            &registry,
+            running.runtime.handle(),
+        )?;
+        proxy_state = Some(state.clone());
         running.background = Some(background);
         let addr = config.proxy.listen;
         running.pingora = Some(start_pingora(&config, state, stop_rx)?);
         wait_until_listening(addr)?;
         running.proxy_addr = Some(addr);
         tracing::info!("API listening on http://{addr}/v1");
+    }
+    if config.metrics.enabled {
+        let addr = config.metrics.listen;
+        let listener = running
+            .runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|source| LaunchError::Listen { addr, source })?;
+        running.metrics_addr = listener.local_addr().ok();
+        let refresh = proxy_state.map(|s| move || s.metrics.refresh());
+        running.metrics = Some(
+            running
+                .runtime
+                .spawn(crate::metrics::serve(listener, registry, refresh)),
+        );
+        tracing::info!(
+            "metrics on http://{}/metrics",
+            running.metrics_addr.unwrap_or(addr)
+        );
     }
     Ok(running)
 }
@@ -241,6 +274,9 @@ impl Running {
             if thread.join().is_err() {
                 tracing::error!("the data plane thread panicked");
             }
+        }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.abort();
         }
         let background = self.background.take();
         let control_plane = self.control_plane.take();

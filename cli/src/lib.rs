@@ -7,5 +7,6 @@
 //! stop the proxy first and then drain what it metered.
 
 pub mod launch;
+mod metrics;
 
 pub use launch::{launch, launch_with_listener, LaunchError, Planes, Running, Stop};

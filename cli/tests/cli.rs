@@ -39,7 +39,8 @@ fn default_config_on_free_ports(dir: &Path) -> (std::path::PathBuf, u16) {
     .unwrap()
     .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
     .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
-    .replace("grace-period-secs = 5", "grace-period-secs = 0");
+    .replace("grace-period-secs = 5", "grace-period-secs = 0")
+    .replace("127.0.0.1:9090", "127.0.0.1:0");
     let path = dir.join("tokenroute.toml");
     std::fs::write(&path, text).unwrap();
     (path, port)

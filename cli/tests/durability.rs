@@ -44,6 +44,8 @@ level = "warn"
 access-log-dir = "{access_logs}"
 [backup]
 dir = "{backups}"
+[metrics]
+listen = "127.0.0.1:0"
 [[providers]]
 id = "mock"
 kind = "mock"

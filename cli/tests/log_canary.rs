@@ -50,7 +50,8 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
     .unwrap()
     .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
     .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
-    .replace("grace-period-secs = 5", "grace-period-secs = 0");
+    .replace("grace-period-secs = 5", "grace-period-secs = 0")
+    .replace("127.0.0.1:9090", "127.0.0.1:0");
     let config_path = dir.path().join("tokenroute.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_path = config_path.to_str().unwrap().to_string();

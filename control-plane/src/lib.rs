@@ -46,6 +46,7 @@ pub struct AppState {
     access_log: AccessLog,
     logto: Option<Arc<logto::Logto>>,
     mailer: Option<Arc<mailer::Mailer>>,
+    requests: prometheus::IntCounterVec,
 }
 
 impl AppState {
@@ -54,7 +55,19 @@ impl AppState {
         store: Store,
         config: Arc<Config>,
         access_log: AccessLog,
+        registry: &prometheus::Registry,
     ) -> Result<AppState, String> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tokenroute_dashboard_requests_total",
+                "Control-plane requests, by route, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .map_err(|e| e.to_string())?;
+        registry
+            .register(Box::new(requests.clone()))
+            .map_err(|e| e.to_string())?;
         let oidc = config
             .oidc
             .clone()
@@ -77,6 +90,7 @@ impl AppState {
             .map(|e| mailer::Mailer::new(e).map(Arc::new))
             .transpose()?;
         Ok(AppState {
+            requests,
             mailer,
             logto,
             store,
@@ -163,6 +177,11 @@ async fn log_access(
     let time_ms = tokenroute_domain::clock::now_ms();
     // Read everything before awaiting: a borrow of the request must not live across
     // the await (the body is not `Sync`).
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |p| p.as_str())
+        .to_string();
     let (client_ip, user_agent, method, url) = {
         let peer = request
             .extensions()
@@ -192,6 +211,10 @@ async fn log_access(
         )
     };
     let response = next.run(request).await;
+    state
+        .requests
+        .with_label_values(&[&route, &method, response.status().as_str()])
+        .inc();
     state.access_log.write(access_log::AccessEntry {
         plane: "dashboard",
         time_ms,

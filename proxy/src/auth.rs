@@ -26,6 +26,7 @@ pub struct KeyCache {
     store: Store,
     ttl: Duration,
     entries: RwLock<HashMap<KeyHash, (Arc<KeyRecord>, Instant)>>,
+    lookups: Option<prometheus::IntCounterVec>,
 }
 
 impl KeyCache {
@@ -34,6 +35,19 @@ impl KeyCache {
             store,
             ttl,
             entries: RwLock::new(HashMap::new()),
+            lookups: None,
+        }
+    }
+
+    /// Counts lookups by result (`hit`, `miss`, `stale`) in `lookups`.
+    pub fn with_metrics(mut self, lookups: prometheus::IntCounterVec) -> KeyCache {
+        self.lookups = Some(lookups);
+        self
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(lookups) = &self.lookups {
+            lookups.with_label_values(&[result]).inc();
         }
     }
 
@@ -69,17 +83,22 @@ impl KeyCache {
             .cloned();
         if let Some((record, at)) = &cached {
             if at.elapsed() < self.ttl {
+                self.count("hit");
                 return Ok(record.clone());
             }
         }
         let fetched = tokio::time::timeout(STORE_WAIT, self.store.key_by_hash(&hash)).await;
         let record = match (fetched, cached) {
-            (Ok(Ok(Some(record))), _) => Arc::new(record),
+            (Ok(Ok(Some(record))), _) => {
+                self.count("miss");
+                Arc::new(record)
+            }
             (Ok(Ok(None)), _) => return Err(ApiError::InvalidKey),
             // The store is down or slow: a key this node knew keeps working (nothing
             // can be revoked meanwhile: revocation goes through the store).
             (Ok(Err(_)) | Err(_), Some((record, _))) => {
                 tracing::warn!("store unreachable; authenticating a known key from memory");
+                self.count("stale");
                 return Ok(record);
             }
             (Ok(Err(e)), None) => return Err(ApiError::Internal(format!("key lookup: {e}"))),

@@ -39,6 +39,10 @@ pub struct RequestCtx {
     pub extra_headers: Vec<(&'static str, String)>,
     /// The API the client speaks: answers and errors are shaped for it.
     pub surface: Surface,
+    /// When the first byte of the answer went out (time to first byte/token).
+    pub first_byte: Option<Instant>,
+    /// The error code of a refused request (a metrics label).
+    pub error_code: Option<&'static str>,
     /// The exchange's bodies, when the key has request debugging on ([P6]).
     pub debug: Option<crate::debug_log::Capture>,
 }

@@ -94,6 +94,11 @@ impl ApiError {
         }
     }
 
+    /// The machine-readable code of the error (bounded: a metrics label).
+    pub fn code(&self) -> &'static str {
+        self.kind_and_code().1
+    }
+
     fn kind_and_code(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::MissingKey => ("invalid_request_error", "missing_api_key"),

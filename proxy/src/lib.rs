@@ -19,6 +19,7 @@ pub mod error;
 mod exchange;
 pub mod limits;
 pub mod meter;
+pub mod metrics;
 mod models;
 mod respond;
 pub mod service;

@@ -39,6 +39,7 @@ pub async fn whole(
 ) -> pingora::Result<()> {
     let mut h = header(status, content_type, ctx)?;
     h.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    ctx.first_byte.get_or_insert_with(std::time::Instant::now);
     if let Some(capture) = ctx.debug.as_mut() {
         capture.answer(&body);
     }
@@ -67,5 +68,6 @@ pub async fn error(
         return Ok(());
     }
     let body = ctx.surface.error_body(e);
+    ctx.error_code = Some(e.code());
     json(session, ctx, e.status(), body).await
 }

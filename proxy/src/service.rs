@@ -88,6 +88,9 @@ impl ProxyHttp for TokenRoute {
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
+        self.state
+            .metrics
+            .observe(&self.state.config, req.uri.path(), ctx);
         self.state.access_log.write(access_log::AccessEntry {
             plane: "api",
             time_ms: ctx.received_at_ms,

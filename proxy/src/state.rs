@@ -24,6 +24,16 @@ pub struct ProxyState {
     pub limiter: RateLimiter,
     pub debug: crate::debug_log::DebugSink,
     pub access_log: tokenroute_store::access_log::AccessLog,
+    pub metrics: crate::metrics::ProxyMetrics,
+}
+
+/// Why the data plane's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot register the data plane's metrics: {0}")]
+    Metrics(String),
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -43,8 +53,9 @@ impl ProxyState {
         config: Arc<Config>,
         store: Store,
         access_log: tokenroute_store::access_log::AccessLog,
+        registry: &prometheus::Registry,
         runtime: &Handle,
-    ) -> Result<(Arc<ProxyState>, BackgroundTasks), SpoolError> {
+    ) -> Result<(Arc<ProxyState>, BackgroundTasks), StartError> {
         let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
         let (spool, leftover) = Spool::open(SpoolConfig {
             dir: config.usage.spool_dir.clone(),
@@ -85,8 +96,12 @@ impl ProxyState {
                 runtime.spawn(run_refresher(credit.clone(), refresh_rx, shutdown_rx)),
             ),
         ];
+        let metrics = crate::metrics::ProxyMetrics::new(registry, stats.clone())
+            .map_err(|e| StartError::Metrics(e.to_string()))?;
         let state = ProxyState {
-            keys: KeyCache::new(store, config.proxy.key_cache_ttl),
+            keys: KeyCache::new(store, config.proxy.key_cache_ttl)
+                .with_metrics(metrics.key_cache.clone()),
+            metrics,
             upstream: UpstreamClient::new(
                 config.proxy.upstream_connect_timeout,
                 config.proxy.upstream_read_timeout,

@@ -1,7 +1,8 @@
 //! [P3] prompts and completions are not persisted by default; [P6] with request
 //! debugging on they are kept only in that key's debug log, for 7 days, and deleted
 //! when the key is revoked. A canary string in the prompt is searched for in the whole
-//! database (every value of every table), the spool, the access logs and Redis.
+//! database (every value of every table), the spool, the access logs, Redis and the
+//! metrics output.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,15 @@ async fn found(gw: &Gateway, canary: &str) -> Vec<String> {
     places.extend(files_containing(&gw.spool_dir(), canary));
     places.extend(files_containing(&gw.access_log_dir(), canary));
     places.extend(redis_containing(canary));
+    let metrics = reqwest::get(&gw.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    if metrics.contains(canary) {
+        places.push("/metrics".to_string());
+    }
     places.sort();
     places.dedup();
     places

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub base: String,
     /// `http://127.0.0.1:PORT`, the control plane.
     pub control_plane: String,
+    /// `http://127.0.0.1:PORT/metrics`, both planes' Prometheus metrics.
+    pub metrics: String,
     /// A separate connection to the gateway's store, for assertions.
     pub store: Store,
     pub config: Config,
@@ -104,6 +106,9 @@ url = "{url}"
 
 [usage]
 spool-dir = "{spool}"
+
+[metrics]
+listen = "127.0.0.1:0"
 
 [backup]
 dir = "{backups}"
@@ -254,6 +259,7 @@ context-window = 1000
         Gateway {
             base: format!("http://{}", running.proxy_addr.unwrap()),
             control_plane: format!("http://{}", running.control_plane_addr.unwrap()),
+            metrics: format!("http://{}/metrics", running.metrics_addr.unwrap()),
             store,
             config,
             running: Some(running),

@@ -36,6 +36,7 @@ pub struct Config {
     pub usage: UsageConfig,
     pub log: LogConfig,
     pub backup: BackupConfig,
+    pub metrics: MetricsConfig,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     models_by_id: HashMap<String, usize>,
@@ -145,6 +146,13 @@ pub struct UsageConfig {
     /// Past this many bytes waiting, new requests are refused with 503.
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,
+}
+
+/// Prometheus metrics of both planes, served at `http://{listen}/metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    pub listen: SocketAddr,
 }
 
 /// Database backups ([P13]).

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub backup: RawBackup,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
@@ -112,6 +114,13 @@ pub struct RawUsage {
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub spool_segment_bytes: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -175,6 +175,10 @@ pub(super) fn validate(
         trusted_proxies,
     };
 
+    let metrics = MetricsConfig {
+        enabled: raw.metrics.enabled.unwrap_or(true),
+        listen: socket_addr("metrics.listen", raw.metrics.listen, "127.0.0.1:9090")?,
+    };
     let backup = BackupConfig {
         dir: raw.backup.dir.map_or_else(
             || default_data_dir(&store_url_for_spool).join("backups"),
@@ -227,6 +231,7 @@ pub(super) fn validate(
         usage,
         log,
         backup,
+        metrics,
         providers,
         models,
         models_by_id,

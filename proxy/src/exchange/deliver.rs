@@ -174,6 +174,10 @@ pub async fn stream(
             if let Some(capture) = ctx.debug.as_mut() {
                 capture.answer(&bytes);
             }
+            if !bytes.is_empty() {
+                // The first token reaches the client now.
+                ctx.first_byte.get_or_insert_with(std::time::Instant::now);
+            }
             if !bytes.is_empty()
                 && session
                     .write_response_body(Some(bytes), false)

@@ -1,0 +1,186 @@
+//! The data plane's Prometheus metrics. Labels are bounded: routes, configured model
+//! and provider ids, status codes and error codes — never keys or accounts. Recorded
+//! once per request in the logging phase, from the request's context.
+
+use std::sync::Arc;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use tokenroute_domain::config::Config;
+
+use crate::ctx::RequestCtx;
+use crate::meter::spool::SpoolStats;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+pub struct ProxyMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    first_byte: HistogramVec,
+    tokens: IntCounterVec,
+    cost: IntCounterVec,
+    errors: IntCounterVec,
+    pub key_cache: IntCounterVec,
+    spool_bytes: IntGauge,
+    spool_pending: IntGauge,
+    spool: Arc<SpoolStats>,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// The route of a path, as a label: the API's own routes, else `other`.
+pub fn route(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "/v1/chat/completions",
+        "/v1/messages" => "/v1/messages",
+        "/v1/embeddings" => "/v1/embeddings",
+        "/v1/models" => "/v1/models",
+        "/v1/credits" => "/v1/credits",
+        "/v1/key" => "/v1/key",
+        "/healthz" => "/healthz",
+        p if p.starts_with("/v1/generation") => "/v1/generation",
+        _ => "other",
+    }
+}
+
+impl ProxyMetrics {
+    pub fn new(registry: &Registry, spool: Arc<SpoolStats>) -> prometheus::Result<ProxyMetrics> {
+        Ok(ProxyMetrics {
+            requests: counter(
+                registry,
+                "tokenroute_requests_total",
+                "API requests answered, by route, model, provider and status.",
+                &["route", "model", "provider", "status"],
+            )?,
+            duration: histogram(
+                registry,
+                "tokenroute_request_duration_seconds",
+                "Time from receiving a request to the end of its answer.",
+                &["route"],
+            )?,
+            first_byte: histogram(
+                registry,
+                "tokenroute_time_to_first_byte_seconds",
+                "Time from receiving a request to the first byte of its answer (for streams, the first token).",
+                &["provider"],
+            )?,
+            tokens: counter(
+                registry,
+                "tokenroute_tokens_total",
+                "Tokens metered, by model, provider and direction (input, output).",
+                &["model", "provider", "direction"],
+            )?,
+            cost: counter(
+                registry,
+                "tokenroute_cost_nano_usd_total",
+                "Cost charged, in nano-USD, by model and provider.",
+                &["model", "provider"],
+            )?,
+            errors: counter(
+                registry,
+                "tokenroute_errors_total",
+                "Requests TokenRoute answered with an error, by code: refusals (rate_limit_exceeded, insufficient_quota, invalid_api_key, ...) and failures (upstream_error, ...).",
+                &["code"],
+            )?,
+            key_cache: counter(
+                registry,
+                "tokenroute_key_cache_lookups_total",
+                "API key lookups, by result: hit (memory), miss (store), stale (store down, memory used).",
+                &["result"],
+            )?,
+            spool_bytes: gauge(
+                registry,
+                "tokenroute_usage_spool_bytes",
+                "Bytes of metered usage in the local spool, not yet deleted.",
+            )?,
+            spool_pending: gauge(
+                registry,
+                "tokenroute_usage_spool_pending_events",
+                "Usage events spooled and not yet committed to the store.",
+            )?,
+            spool,
+        })
+    }
+
+    /// Counts a finished request.
+    pub fn observe(&self, config: &Config, path: &str, ctx: &RequestCtx) {
+        let route = route(path);
+        // Only configured ids become labels: a client's made-up model name does not.
+        let model = ctx
+            .model
+            .as_deref()
+            .filter(|m| config.model(m).is_some())
+            .unwrap_or(if ctx.model.is_some() { "unknown" } else { "" });
+        let provider = ctx.provider.as_deref().unwrap_or("");
+        let status = ctx.status.to_string();
+        self.requests
+            .with_label_values(&[route, model, provider, &status])
+            .inc();
+        if let Some(started) = ctx.started {
+            self.duration
+                .with_label_values(&[route])
+                .observe(started.elapsed().as_secs_f64());
+            if let (Some(first), false) = (ctx.first_byte, provider.is_empty()) {
+                self.first_byte
+                    .with_label_values(&[provider])
+                    .observe(first.duration_since(started).as_secs_f64());
+            }
+        }
+        if ctx.tokens.input > 0 || ctx.tokens.output > 0 {
+            self.tokens
+                .with_label_values(&[model, provider, "input"])
+                .inc_by(ctx.tokens.input);
+            self.tokens
+                .with_label_values(&[model, provider, "output"])
+                .inc_by(ctx.tokens.output);
+        }
+        if ctx.cost.nanos() > 0 {
+            self.cost
+                .with_label_values(&[model, provider])
+                .inc_by(ctx.cost.nanos().unsigned_abs());
+        }
+        if let Some(code) = ctx.error_code {
+            self.errors.with_label_values(&[code]).inc();
+        }
+    }
+
+    /// Sets the gauges that are read rather than counted; called at each scrape.
+    pub fn refresh(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.spool_bytes
+            .set(i64::try_from(self.spool.bytes.load(Relaxed)).unwrap_or(i64::MAX));
+        self.spool_pending
+            .set(i64::try_from(self.spool.pending_events.load(Relaxed)).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,184 @@
+//! `/metrics` after known traffic: exact request counts by route, model, provider and
+//! status; token and cost totals equal to the usage rows; errors by code; latency
+//! histograms; key-cache lookups; the usage spool; the control plane's requests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tokenroute_tests::{on_both_stores, Backend, FakeOpenAi, Gateway};
+
+/// The value of the sample `name{labels}` (every label given must match exactly, and
+/// the sample must have no others); 0 when absent.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (metric, label_text) = match series.split_once('{') {
+            Some((m, rest)) => (m, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let found: BTreeMap<&str, &str> = label_text
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap();
+                (k, v.trim_matches('"'))
+            })
+            .collect();
+        if found == wanted {
+            return value.parse().unwrap();
+        }
+    }
+    0.0
+}
+
+async fn metrics_count_known_traffic_exactly(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, account, _) = gw.key_with_credits("metrics@example.com", "5").await;
+    let client = reqwest::Client::new();
+    let ask = |stream: bool| {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "openai/gpt-4o-mini", "stream": stream,
+                          "messages": [{"role": "user", "content": "What is the capital of France?"}]}))
+            .send()
+    };
+    for stream in [false, false, false, true] {
+        let answer = ask(stream).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.bytes().await.unwrap();
+    }
+    let refused = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("tr-not-a-real-key-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+        .json(&json!({"model": "openai/gpt-4o-mini", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let health = client
+        .get(format!("{}/healthz", gw.control_plane))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let rows = gw.wait_usage(&account, 4).await;
+
+    let text = client
+        .get(&gw.metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let chat = [
+        ("route", "/v1/chat/completions"),
+        ("model", "openai/gpt-4o-mini"),
+        ("provider", "openai"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        sample(&text, "tokenroute_requests_total", &chat),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_requests_total",
+            &[
+                ("route", "/v1/chat/completions"),
+                ("model", ""),
+                ("provider", ""),
+                ("status", "401")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_errors_total",
+            &[("code", "invalid_api_key")]
+        ),
+        1.0
+    );
+    let input: i64 = rows.iter().map(|r| r.input_tokens).sum();
+    let output: i64 = rows.iter().map(|r| r.output_tokens).sum();
+    let cost: i64 = rows.iter().map(|r| r.cost.nanos()).sum();
+    let mp = [("model", "openai/gpt-4o-mini"), ("provider", "openai")];
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_tokens_total",
+            &[mp[0], mp[1], ("direction", "input")]
+        ),
+        input as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_tokens_total",
+            &[mp[0], mp[1], ("direction", "output")]
+        ),
+        output as f64
+    );
+    assert_eq!(
+        sample(&text, "tokenroute_cost_nano_usd_total", &mp),
+        cost as f64
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_request_duration_seconds_count",
+            &[("route", "/v1/chat/completions")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_time_to_first_byte_seconds_count",
+            &[("provider", "openai")]
+        ),
+        4.0
+    );
+    let hits = sample(
+        &text,
+        "tokenroute_key_cache_lookups_total",
+        &[("result", "hit")],
+    );
+    let misses = sample(
+        &text,
+        "tokenroute_key_cache_lookups_total",
+        &[("result", "miss")],
+    );
+    assert_eq!(
+        hits + misses,
+        4.0,
+        "one lookup per request with a known key"
+    );
+    assert!(misses >= 1.0);
+    assert!(text.contains("tokenroute_usage_spool_bytes "));
+    assert!(text.contains("tokenroute_usage_spool_pending_events "));
+    assert_eq!(
+        sample(
+            &text,
+            "tokenroute_dashboard_requests_total",
+            &[("route", "/healthz"), ("method", "GET"), ("status", "200")]
+        ),
+        1.0
+    );
+    // No label carries a key or an account.
+    assert!(!text.contains(&account));
+    assert!(!text.contains("tr-"));
+}
+
+on_both_stores!(metrics_count_known_traffic_exactly);
