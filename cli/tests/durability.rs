@@ -25,7 +25,14 @@ fn free_port() -> u16 {
 }
 
 fn write_config(dir: &Path, store_url: &str) -> (PathBuf, u16) {
+    let (path, port, _) = write_config_with_dashboard(dir, store_url);
+    (path, port)
+}
+
+/// The config, the API port and the control plane's port.
+fn write_config_with_dashboard(dir: &Path, store_url: &str) -> (PathBuf, u16, u16) {
     let port = free_port();
+    let cp = free_port();
     let text = format!(
         r#"
 [proxy]
@@ -56,14 +63,13 @@ output-usd-per-mtok = "0.60"
 context-window = 128000
 max-output-tokens = 1000
 "#,
-        cp = free_port(),
         spool = dir.join("spool").display(),
         access_logs = dir.join("access-logs").display(),
         backups = dir.join("backups").display(),
     );
     let path = dir.join("tokenroute.toml");
     std::fs::write(&path, text).unwrap();
-    (path, port)
+    (path, port, cp)
 }
 
 fn cli(config: &Path, args: &[&str]) -> std::process::Output {
@@ -80,10 +86,15 @@ struct Proxy(Child);
 
 impl Proxy {
     fn start(config: &Path, port: u16) -> Proxy {
+        Self::run(config, port, "proxy")
+    }
+
+    /// `tokenroute <command>` (`proxy` or `serve`), once the API port accepts.
+    fn run(config: &Path, port: u16, command: &str) -> Proxy {
         let child = Command::new(BIN)
             .arg("--config")
             .arg(config)
-            .arg("proxy")
+            .arg(command)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -416,4 +427,63 @@ async fn postgres_down_for_30_seconds_loses_and_doubles_nothing() {
     );
     let ids: Vec<String> = answered.into_iter().map(|(_, id)| id).collect();
     assert_each_billed_once(&pg.url(), &config, "outage@example.com", &ids).await;
+}
+
+/// `/readyz` of both planes follows the store: 503 while Postgres is down, 200 again
+/// when it is back (while `/healthz` says alive throughout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_flips_with_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = OwnPostgres::start(dir.path());
+    let (config, port, cp) = write_config_with_dashboard(dir.path(), &pg.url());
+    let _serve = Proxy::run(&config, port, "serve");
+    let client = reqwest::Client::new();
+    let status = |url: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let planes = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{cp}"),
+    ];
+    let wait_for = |want: u16| {
+        let planes = planes.clone();
+        let status = &status;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for plane in &planes {
+                loop {
+                    let got = status(format!("{plane}/readyz")).await;
+                    if got == want {
+                        break;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{plane}/readyz stayed {got}, not {want}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    wait_for(200).await;
+    pg.ctl("stop");
+    wait_for(503).await;
+    for plane in &planes {
+        assert_eq!(
+            status(format!("{plane}/healthz")).await,
+            200,
+            "alive while not ready"
+        );
+    }
+    pg.ctl("start");
+    wait_for(200).await;
 }

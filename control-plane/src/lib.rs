@@ -158,11 +158,11 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers within 2 s.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(_) => (StatusCode::OK, "ready\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
+    match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable\n"),
     }
 }
 

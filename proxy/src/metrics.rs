@@ -69,6 +69,7 @@ pub fn route(path: &str) -> &'static str {
         "/v1/credits" => "/v1/credits",
         "/v1/key" => "/v1/key",
         "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
         p if p.starts_with("/v1/generation") => "/v1/generation",
         _ => "other",
     }

@@ -54,6 +54,7 @@ impl ProxyHttp for TokenRoute {
             ("GET", "/healthz") => respond::whole(session, ctx, 200, "text/plain", "ok\n".into())
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string())),
+            ("GET", "/readyz") => self.readyz(session, ctx).await,
             _ => Err(ApiError::NotFound { method, path }),
         };
         if let Err(e) = result {
@@ -152,6 +153,25 @@ impl ProxyHttp for TokenRoute {
 }
 
 impl TokenRoute {
+    /// Ready when the store answers within 2 s (the config is loaded: it was validated at
+    /// start). Not ready means: take this node out of the load balancer; it still serves
+    /// known keys from memory and spools usage, but new keys cannot be checked.
+    async fn readyz(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ApiError> {
+        let store = self.state.keys.store();
+        let ready = matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await,
+            Ok(Ok(()))
+        );
+        let (status, body) = if ready {
+            (200, "ready\n")
+        } else {
+            (503, "store unreachable\n")
+        };
+        respond::whole(session, ctx, status, "text/plain", body.into())
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
     async fn list_models(
         &self,
         session: &mut Session,
