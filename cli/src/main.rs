@@ -191,7 +191,7 @@ fn run(cli: Cli) -> Result<(), String> {
     if let Some(url) = cli.store_url {
         config.store.url = url;
     }
-    init_logging(&config.log.level);
+    init_logging(&config.log.level, config.log.json);
     match cli.command {
         Command::Serve => serve(
             config,
@@ -481,12 +481,16 @@ where
     })
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
 }

@@ -1,5 +1,6 @@
 //! [P3] [P6] Nothing the process writes holds a prompt or a completion when request
-//! debugging is off: `tokenroute serve` runs with debug-level logging, answers a
+//! debugging is off: `tokenroute serve` runs with debug-level logging (as JSON lines,
+//! which the test checks too), answers a
 //! non-streamed and a streamed request whose prompt carries a canary (the built-in mock
 //! provider echoes it into the completion), stops; then its log output and every file
 //! of its data folder — the SQLite database file itself, the usage spool, the access
@@ -51,7 +52,8 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
     .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
     .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
     .replace("grace-period-secs = 5", "grace-period-secs = 0")
-    .replace("127.0.0.1:9090", "127.0.0.1:0");
+    .replace("127.0.0.1:9090", "127.0.0.1:0")
+    .replace("format = \"text\"", "format = \"json\"");
     let config_path = dir.path().join("tokenroute.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_path = config_path.to_str().unwrap().to_string();
@@ -125,6 +127,12 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
         log_text.contains("DEBUG"),
         "debug logging was on: {log_text}"
     );
+    // `log.format = "json"`: every line is one JSON object with its level.
+    for line in log_text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
     assert!(
         log_text.contains("/v1/chat/completions"),
         "requests were logged"

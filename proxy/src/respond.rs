@@ -67,7 +67,7 @@ pub async fn error(
     if ctx.response_started {
         return Ok(());
     }
-    let body = ctx.surface.error_body(e);
+    let body = ctx.surface.error_body(e, &ctx.request_id);
     ctx.error_code = Some(e.code());
     json(session, ctx, e.status(), body).await
 }

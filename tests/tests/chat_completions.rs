@@ -45,12 +45,20 @@ fn body_of(v: &Value) -> Vec<u8> {
 /// Asserts an OpenAI-shaped error with this status and code; returns the message.
 async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> String {
     assert_eq!(resp.status().as_u16(), status, "status");
-    assert!(
-        resp.headers().get("x-request-id").is_some(),
-        "errors carry a request id"
-    );
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("errors carry a request id")
+        .to_str()
+        .unwrap()
+        .to_string();
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], code, "{v}");
+    assert_eq!(
+        v["error"]["request_id"],
+        request_id.as_str(),
+        "the body names it too"
+    );
     assert!(v["error"]["type"].is_string(), "{v}");
     let message = v["error"]["message"].as_str().unwrap().to_string();
     assert!(

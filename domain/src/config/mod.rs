@@ -170,6 +170,8 @@ pub struct BackupConfig {
 pub struct LogConfig {
     /// A `tracing` filter directive, e.g. `info` or `tokenroute_proxy=debug,info`.
     pub level: String,
+    /// `text` (human) or `json` (one object per line, for log pipelines).
+    pub json: bool,
     /// Where the daily access log files go ([P5]; kept 30 days).
     pub access_log_dir: PathBuf,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front).

@@ -135,6 +135,7 @@ pub struct RawBackup {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawLog {
     pub level: Option<String>,
+    pub format: Option<String>,
     pub access_log_dir: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
 }

@@ -166,8 +166,19 @@ pub(super) fn validate(
             })?;
         trusted_proxies.push(net);
     }
+    let json = match raw.log.format.as_deref().unwrap_or("text") {
+        "text" => false,
+        "json" => true,
+        other => {
+            return Err((
+                "log.format".into(),
+                format!("`{other}` is not `text` or `json`"),
+            ))
+        }
+    };
     let log = LogConfig {
         level: raw.log.level.unwrap_or_else(|| "info".to_string()),
+        json,
         access_log_dir: raw.log.access_log_dir.map_or_else(
             || default_data_dir(&store_url_for_spool).join("access-logs"),
             PathBuf::from,
