@@ -181,4 +181,62 @@ async fn metrics_count_known_traffic_exactly(backend: Backend) {
     assert!(!text.contains("tr-"));
 }
 
+/// The Grafana dashboard and the alert rules in `conf/` use only metrics that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_alerts_name_real_metrics() {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(Backend::Sqlite, &fake).await;
+    // Traffic that touches every metric (labelled ones appear with their first sample).
+    let (key, _, _) = gw.key_with_credits("grafana@example.com", "1").await;
+    let client = reqwest::Client::new();
+    for (bearer, stream) in [(key.as_str(), true), ("tr-nope", false)] {
+        let answer = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(bearer)
+            .json(&json!({"model": "openai/gpt-4o-mini", "stream": stream,
+                          "messages": [{"role": "user", "content": "What is the capital of France?"}]}))
+            .send()
+            .await
+            .unwrap();
+        answer.bytes().await.unwrap();
+    }
+    client
+        .get(format!("{}/healthz", gw.control_plane))
+        .send()
+        .await
+        .unwrap();
+    let text = reqwest::get(&gw.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for file in ["grafana-dashboard.json", "prometheus-alerts.yml"] {
+        let path = format!("{}/../conf/{file}", env!("CARGO_MANIFEST_DIR"));
+        let content = std::fs::read_to_string(&path).unwrap();
+        let mut named = 0;
+        for (i, _) in content.match_indices("tokenroute_") {
+            let name: String = content[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                exported.contains(&base),
+                "{file} uses {name}, which /metrics does not export"
+            );
+            named += 1;
+        }
+        assert!(named >= 5, "{file} names the metrics");
+    }
+}
+
 on_both_stores!(metrics_count_known_traffic_exactly);
