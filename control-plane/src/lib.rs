@@ -182,6 +182,13 @@ async fn log_access(
         .get::<axum::extract::MatchedPath>()
         .map_or("other", |p| p.as_str())
         .to_string();
+    let request_id = tokenroute_store::new_id();
+    let client_request_id = access_log::client_request_id(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     let (client_ip, user_agent, method, url) = {
         let peer = request
             .extensions()
@@ -210,7 +217,10 @@ async fn log_access(
             ),
         )
     };
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
     state
         .requests
         .with_label_values(&[&route, &method, response.status().as_str()])
@@ -218,7 +228,8 @@ async fn log_access(
     state.access_log.write(access_log::AccessEntry {
         plane: "dashboard",
         time_ms,
-        request_id: tokenroute_store::new_id(),
+        request_id,
+        client_request_id,
         client_ip,
         method,
         url,

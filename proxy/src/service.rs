@@ -96,6 +96,11 @@ impl ProxyHttp for TokenRoute {
             plane: "api",
             time_ms: ctx.received_at_ms,
             request_id: ctx.request_id.clone(),
+            client_request_id: access_log::client_request_id(
+                req.headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok()),
+            ),
             client_ip: access_log::client_ip(
                 peer,
                 forwarded_for,

@@ -23,7 +23,12 @@ pub struct AccessEntry {
     /// `api` (the data plane) or `dashboard` (the control plane).
     pub plane: &'static str,
     pub time_ms: i64,
+    /// TokenRoute's id of the request (the `x-request-id` it answered with).
     pub request_id: String,
+    /// The `x-request-id` the client sent, when it sent a well-formed one: the two ids
+    /// join the client's logs to ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     pub client_ip: String,
     pub method: String,
     /// Path and query, every query value replaced by `***` ([`redact`]).
@@ -192,6 +197,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_plain_client_request_ids_are_kept() {
+        assert_eq!(
+            client_request_id(Some(" req-42:a_b.c ")).as_deref(),
+            Some("req-42:a_b.c")
+        );
+        assert_eq!(client_request_id(Some("a b")), None);
+        assert_eq!(client_request_id(Some("x\n{\"forged\":1}")), None);
+        assert_eq!(client_request_id(Some(&"x".repeat(129))), None);
+        assert_eq!(client_request_id(None), None);
+    }
+
+    #[test]
     fn query_values_never_reach_the_log() {
         assert_eq!(
             redact("/auth/callback?code=abc&state=xyz&iss=http%3A%2F%2Fa"),
@@ -239,4 +256,18 @@ mod tests {
         assert!(day("2026-10-30").exists());
         assert!(dir.path().join("notes.txt").exists());
     }
+}
+
+/// A client-sent `x-request-id` worth logging: 1 to 128 characters of `[A-Za-z0-9._:-]`
+/// (anything else could forge log lines or carry data).
+pub fn client_request_id(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        })
+        .map(str::to_string)
 }

@@ -41,6 +41,7 @@ async fn p05_p16_access_logs(backend: Backend) {
         .get(gw.url("/v1/models?api_key=sk-should-not-be-logged"))
         .bearer_auth(&key)
         .header("x-forwarded-for", "198.51.100.7")
+        .header("x-request-id", "client-trace-7")
         .send()
         .await
         .unwrap();
@@ -66,7 +67,16 @@ async fn p05_p16_access_logs(backend: Backend) {
     assert_eq!(api_line["method"], "GET");
     assert_eq!(api_line["status"], 200);
     assert_eq!(api_line["user_agent"], "policy-test/1.0");
+    assert_eq!(api_line["client_request_id"], "client-trace-7");
+    assert_eq!(
+        api_line["request_id"],
+        api.headers()["x-request-id"].to_str().unwrap()
+    );
     assert!(api_line["time_ms"].as_i64().unwrap() > now_ms() - 60_000);
+    let dashboard_id = dashboard.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let dash_line = logged
         .iter()
         .find(|l| {
@@ -74,6 +84,7 @@ async fn p05_p16_access_logs(backend: Backend) {
         })
         .unwrap();
     assert_eq!(dash_line["url"], "/auth/callback?code=***&state=***");
+    assert_eq!(dash_line["request_id"], dashboard_id.as_str());
     let everything = serde_json::to_string(&logged).unwrap();
     for secret in [
         "sk-should-not-be-logged",
