@@ -15,7 +15,8 @@ use tokenroute_store::{LedgerKind, NewKey, Store};
 ///
 /// With no --config, TokenRoute uses its built-in default (conf/tokenroute.toml): data in
 /// ./data (SQLite), the API on http://127.0.0.1:8080/v1, the dashboard on
-/// http://127.0.0.1:8081, and the built-in `mock` provider.
+/// http://127.0.0.1:8081, Prometheus metrics on http://127.0.0.1:9090/metrics, and the
+/// built-in `mock` provider.
 #[derive(Parser)]
 #[command(name = "tokenroute", version)]
 struct Cli {
