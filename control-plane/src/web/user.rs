@@ -614,18 +614,24 @@ pub async fn usage_csv(
     let body = out
         .into_inner()
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok((
+    Ok(download(
+        "text/csv; charset=utf-8",
+        "attachment; filename=\"tokenroute-usage.csv\"",
+        body,
+    ))
+}
+
+/// A file the browser saves rather than shows.
+fn download(content_type: &'static str, disposition: &'static str, body: Vec<u8>) -> Response {
+    (
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"tokenroute-usage.csv\"",
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "no-store"),
         ],
         body,
     )
-        .into_response())
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -749,18 +755,11 @@ pub async fn export(
 ) -> Result<Response, WebError> {
     let data = actions::export(&app, &user).await?;
     let body = serde_json::to_vec_pretty(&data).map_err(|e| WebError::Internal(e.to_string()))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"tokenroute-account.json\"",
-            ),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
+    Ok(download(
+        "application/json",
+        "attachment; filename=\"tokenroute-account.json\"",
         body,
-    )
-        .into_response())
+    ))
 }
 
 pub async fn confirm_delete(
