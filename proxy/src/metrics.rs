@@ -25,6 +25,7 @@ pub struct ProxyMetrics {
     pub key_cache: IntCounterVec,
     spool_bytes: IntGauge,
     spool_pending: IntGauge,
+    spool_stalled: prometheus::Gauge,
     spool: Arc<SpoolStats>,
 }
 
@@ -130,6 +131,14 @@ impl ProxyMetrics {
                 "tokenroute_usage_spool_pending_events",
                 "Usage events spooled and not yet committed to the store.",
             )?,
+            spool_stalled: {
+                let g = prometheus::Gauge::new(
+                    "tokenroute_usage_spool_stalled_seconds",
+                    "How long usage has waited in the spool without the store taking any (0: nothing waits).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             spool,
         })
     }
@@ -183,5 +192,7 @@ impl ProxyMetrics {
             .set(i64::try_from(self.spool.bytes.load(Relaxed)).unwrap_or(i64::MAX));
         self.spool_pending
             .set(i64::try_from(self.spool.pending_events.load(Relaxed)).unwrap_or(i64::MAX));
+        self.spool_stalled
+            .set(self.spool.stalled_ms(tokenroute_domain::clock::now_ms()) as f64 / 1000.0);
     }
 }

@@ -168,6 +168,11 @@ async fn metrics_count_known_traffic_exactly(backend: Backend) {
     assert!(misses >= 1.0);
     assert!(text.contains("tokenroute_usage_spool_bytes "));
     assert!(text.contains("tokenroute_usage_spool_pending_events "));
+    assert!(
+        text.lines()
+            .any(|l| l == "tokenroute_usage_spool_stalled_seconds 0"),
+        "everything is in the store: nothing waits"
+    );
     assert_eq!(
         sample(
             &text,

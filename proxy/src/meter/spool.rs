@@ -12,7 +12,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,11 +53,23 @@ pub struct SpoolStats {
     /// Events written to the spool and not yet committed to the store.
     pub pending_events: AtomicU64,
     full: AtomicBool,
+    /// When the store last took a batch (Unix ms; the spool's opening before the first).
+    last_commit_ms: AtomicI64,
 }
 
 impl SpoolStats {
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Relaxed)
+    }
+
+    /// How long usage has been waiting without the store taking any (ms): 0 when
+    /// nothing waits. Under load with a healthy store it stays near one batch's time;
+    /// it grows while the store is down or too slow.
+    pub fn stalled_ms(&self, now_ms: i64) -> i64 {
+        if self.pending_events.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        (now_ms - self.last_commit_ms.load(Ordering::Relaxed)).max(0)
     }
 }
 
@@ -106,6 +118,9 @@ impl Spool {
         let leftover = segments(&config.dir)?;
         let mut events = Vec::new();
         let stats = Arc::new(SpoolStats::default());
+        stats
+            .last_commit_ms
+            .store(tokenroute_domain::clock::now_ms(), Ordering::Relaxed);
         for &seq in &leftover {
             let path = segment_path(&config.dir, seq);
             let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
@@ -380,6 +395,9 @@ impl SpoolFiles {
     /// Marks `n` events as committed to the store.
     pub fn committed(&self, n: usize) {
         self.stats
+            .last_commit_ms
+            .store(tokenroute_domain::clock::now_ms(), Ordering::Relaxed);
+        self.stats
             .pending_events
             .fetch_sub(n as u64, Ordering::Relaxed);
     }
@@ -439,6 +457,17 @@ fn parse_limited(bytes: &[u8], complete: bool, max_events: usize) -> (Vec<UsageE
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stall_counts_from_the_last_commit_while_usage_waits() {
+        let stats = SpoolStats::default();
+        stats.last_commit_ms.store(1_000, Ordering::Relaxed);
+        assert_eq!(stats.stalled_ms(61_000), 0, "nothing waits: no stall");
+        stats.pending_events.store(3, Ordering::Relaxed);
+        assert_eq!(stats.stalled_ms(61_000), 60_000);
+        assert_eq!(stats.stalled_ms(500), 0, "never negative");
+    }
+
     use super::*;
     use tokenroute_domain::NanoUsd;
 
