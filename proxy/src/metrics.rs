@@ -154,9 +154,6 @@ impl ProxyMetrics {
             .unwrap_or(if ctx.model.is_some() { "unknown" } else { "" });
         let provider = ctx.provider.as_deref().unwrap_or("");
         let status = ctx.status.to_string();
-        self.requests
-            .with_label_values(&[route, model, provider, &status])
-            .inc();
         if let Some(started) = ctx.started {
             self.duration
                 .with_label_values(&[route])
@@ -183,6 +180,10 @@ impl ProxyMetrics {
         if let Some(code) = ctx.error_code {
             self.errors.with_label_values(&[code]).inc();
         }
+        // Last: a scrape that sees the request counted sees all of its other figures.
+        self.requests
+            .with_label_values(&[route, model, provider, &status])
+            .inc();
     }
 
     /// Sets the gauges that are read rather than counted; called at each scrape.

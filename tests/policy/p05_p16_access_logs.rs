@@ -12,8 +12,11 @@ use tokenroute_tests::{on_both_stores, Backend, FakeOpenAi, Gateway};
 fn lines(gw: &Gateway) -> Vec<Value> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(gw.access_log_dir()).unwrap().flatten() {
+        // A line being written right now may be cut; the next read has it whole.
         for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
-            out.push(serde_json::from_str(line).unwrap());
+            if let Ok(value) = serde_json::from_str(line) {
+                out.push(value);
+            }
         }
     }
     out
@@ -55,9 +58,16 @@ async fn p05_p16_access_logs(backend: Backend) {
         .await
         .unwrap();
     assert!(dashboard.status().is_client_error() || dashboard.status().is_redirection());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    let logged = lines(&gw);
+    // Lines are written after the answer (the logging phase) by a background writer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let logged = lines(&gw);
+        let planes = |p: &str| logged.iter().any(|l| l["plane"] == p);
+        if (planes("api") && planes("dashboard")) || std::time::Instant::now() > deadline {
+            break logged;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let api_line = logged
         .iter()
         .find(|l| l["plane"] == "api" && l["url"].as_str().unwrap().starts_with("/v1/models"))

@@ -36,6 +36,19 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     0.0
 }
 
+/// Scrapes until `ready` holds for the text (a request is counted in Pingora's logging
+/// phase, just after the client has its answer), at most 10 s; returns the last text.
+async fn scrape_until(url: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        if ready(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn metrics_count_known_traffic_exactly(backend: Backend) {
     let fake = FakeOpenAi::start().await;
     let gw = Gateway::start(backend, &fake).await;
@@ -70,20 +83,25 @@ async fn metrics_count_known_traffic_exactly(backend: Backend) {
     assert_eq!(health.status(), 200);
     let rows = gw.wait_usage(&account, 4).await;
 
-    let text = client
-        .get(&gw.metrics)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let chat = [
         ("route", "/v1/chat/completions"),
         ("model", "openai/gpt-4o-mini"),
         ("provider", "openai"),
         ("status", "200"),
     ];
+    let refused_row = [
+        ("route", "/v1/chat/completions"),
+        ("model", ""),
+        ("provider", ""),
+        ("status", "401"),
+    ];
+    // Requests are counted last in the logging phase: once both are counted, every
+    // other figure of theirs is in.
+    let text = scrape_until(&gw.metrics, |t| {
+        sample(t, "tokenroute_requests_total", &chat) >= 4.0
+            && sample(t, "tokenroute_requests_total", &refused_row) >= 1.0
+    })
+    .await;
     assert_eq!(
         sample(&text, "tokenroute_requests_total", &chat),
         4.0,
@@ -210,12 +228,10 @@ async fn the_dashboard_and_alerts_name_real_metrics() {
         .send()
         .await
         .unwrap();
-    let text = reqwest::get(&gw.metrics)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_until(&gw.metrics, |t| {
+        t.contains("tokenroute_requests_total{") && t.contains("tokenroute_errors_total{")
+    })
+    .await;
     let exported: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
