@@ -32,15 +32,56 @@ pub(crate) const USAGE_COLUMNS: &str =
      input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms,
      cached_input_tokens";
 
+/// Below this many events a Postgres batch is written in one transaction.
+const PARALLEL_FROM: usize = 256;
+
+/// A stable split of accounts into two halves (FNV-1a of the id).
+fn half_of(account_id: &str) -> usize {
+    let hash = account_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash & 1) as usize
+}
+
 impl Store {
-    /// Writes a batch of usage events in one transaction, each with its ledger debit.
+    /// Writes a batch of usage events, each with its ledger debit.
     ///
     /// Idempotent by request id: an event already stored is skipped together with its
     /// debit, so replaying a batch after a crash or a retry charges nothing twice.
     /// Multi-row statements keep this fast (one round trip per 256 events per table).
-    /// Returns how many events were new, and the balance of every account in the
-    /// batch after it (so a cache can take the store's exact figure).
+    /// On Postgres a large batch is written as two concurrent transactions, one per half
+    /// of the accounts: they touch disjoint balance, key and ledger rows, so they never
+    /// wait for each other, and a retry after one of them failed skips what the other
+    /// wrote. Returns how many events were new, and the balance of every account in
+    /// the batch after it (so a cache can take the store's exact figure).
     pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<RecordedUsage, StoreError> {
+        if self.backend != Backend::Postgres || events.len() < PARALLEL_FROM {
+            return self.record_usage_in_one(events).await;
+        }
+        let mut halves: [Vec<UsageEvent>; 2] = [Vec::new(), Vec::new()];
+        for e in events {
+            halves[half_of(&e.account_id)].push(e.clone());
+        }
+        let (a, b) = tokio::try_join!(
+            self.record_usage_in_one(&halves[0]),
+            self.record_usage_in_one(&halves[1])
+        )?;
+        let mut balances = a.balances;
+        balances.extend(b.balances);
+        Ok(RecordedUsage {
+            inserted: a.inserted + b.inserted,
+            balances,
+        })
+    }
+
+    /// [`Store::record_usage`] in one transaction.
+    async fn record_usage_in_one(
+        &self,
+        events: &[UsageEvent],
+    ) -> Result<RecordedUsage, StoreError> {
+        if events.is_empty() {
+            return Ok(RecordedUsage::default());
+        }
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         let mut debited: HashMap<&str, NanoUsd> = HashMap::new();

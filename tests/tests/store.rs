@@ -249,6 +249,57 @@ async fn migrations_are_idempotent(backend: Backend) {
     again.ping().await.unwrap();
 }
 
+/// A large batch (written as concurrent transactions on Postgres) is exact and
+/// idempotent like a small one: every debit once, every balance right, a replay of the
+/// whole batch — or of any part — changes nothing.
+async fn a_large_batch_is_exact_and_replays_to_nothing(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let mut accounts = Vec::new();
+    for i in 0..40 {
+        let account = store
+            .upsert_account_by_email(&format!("batch{i}@example.com"))
+            .await
+            .unwrap();
+        let key = new_key(&store, &account.id).await;
+        accounts.push((account.id, key.id));
+    }
+    let events: Vec<UsageEvent> = (0..1000)
+        .map(|i| {
+            let (account, key) = &accounts[i % accounts.len()];
+            event(&format!("big-{i}"), account, key, 1_000 + i as i64)
+        })
+        .collect();
+    let recorded = store.record_usage(&events).await.unwrap();
+    assert_eq!(recorded.inserted, 1000);
+    assert_eq!(recorded.balances.len(), accounts.len());
+    for (account, _) in &accounts {
+        let expected: i64 = events
+            .iter()
+            .filter(|e| &e.account_id == account)
+            .map(|e| -e.cost.nanos())
+            .sum();
+        assert_eq!(store.balance(account).await.unwrap(), NanoUsd(expected));
+        assert_eq!(recorded.balances[account], NanoUsd(expected));
+    }
+    assert_eq!(store.record_usage(&events).await.unwrap().inserted, 0);
+    assert_eq!(
+        store
+            .record_usage(&events[300..700])
+            .await
+            .unwrap()
+            .inserted,
+        0
+    );
+    let report = store.verify_ledger().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(report.usage_rows, 1000);
+    assert_eq!(report.ledger_entries, 1000);
+}
+
 /// Scheduled jobs run on one instance at a time: a lease is held until it expires or
 /// is released, and renewed by its holder.
 async fn job_leases_admit_one_holder_at_a_time(backend: Backend) {
@@ -414,6 +465,7 @@ async fn postgres_partitioning_migration_keeps_existing_usage() {
 }
 
 tokenroute_tests::on_both_stores!(
+    a_large_batch_is_exact_and_replays_to_nothing,
     job_leases_admit_one_holder_at_a_time,
     replayed_usage_charges_nothing_twice,
     ledger_references_book_once,
