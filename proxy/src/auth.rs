@@ -22,11 +22,20 @@ const MAX_ENTRIES: usize = 100_000;
 /// copy in memory.
 const STORE_WAIT: Duration = Duration::from_millis(500);
 
+/// How a key was found, as the lookup counters count it.
+#[derive(Clone, Copy)]
+enum Lookup {
+    Hit = 0,
+    Miss = 1,
+    Stale = 2,
+}
+
 pub struct KeyCache {
     store: Store,
     ttl: Duration,
     entries: RwLock<HashMap<KeyHash, (Arc<KeyRecord>, Instant)>>,
-    lookups: Option<prometheus::IntCounterVec>,
+    /// Lookup counters (hit, miss, stale), resolved once: no label hashing per request.
+    lookups: Option<[prometheus::IntCounter; 3]>,
 }
 
 impl KeyCache {
@@ -41,13 +50,14 @@ impl KeyCache {
 
     /// Counts lookups by result (`hit`, `miss`, `stale`) in `lookups`.
     pub fn with_metrics(mut self, lookups: prometheus::IntCounterVec) -> KeyCache {
-        self.lookups = Some(lookups);
+        self.lookups =
+            Some(["hit", "miss", "stale"].map(|result| lookups.with_label_values(&[result])));
         self
     }
 
-    fn count(&self, result: &str) {
+    fn count(&self, result: Lookup) {
         if let Some(lookups) = &self.lookups {
-            lookups.with_label_values(&[result]).inc();
+            lookups[result as usize].inc();
         }
     }
 
@@ -83,14 +93,14 @@ impl KeyCache {
             .cloned();
         if let Some((record, at)) = &cached {
             if at.elapsed() < self.ttl {
-                self.count("hit");
+                self.count(Lookup::Hit);
                 return Ok(record.clone());
             }
         }
         let fetched = tokio::time::timeout(STORE_WAIT, self.store.key_by_hash(&hash)).await;
         let record = match (fetched, cached) {
             (Ok(Ok(Some(record))), _) => {
-                self.count("miss");
+                self.count(Lookup::Miss);
                 Arc::new(record)
             }
             (Ok(Ok(None)), _) => return Err(ApiError::InvalidKey),
@@ -98,7 +108,7 @@ impl KeyCache {
             // can be revoked meanwhile: revocation goes through the store).
             (Ok(Err(_)) | Err(_), Some((record, _))) => {
                 tracing::warn!("store unreachable; authenticating a known key from memory");
-                self.count("stale");
+                self.count(Lookup::Stale);
                 return Ok(record);
             }
             (Ok(Err(e)), None) => return Err(ApiError::Internal(format!("key lookup: {e}"))),

@@ -145,16 +145,20 @@ impl ApiError {
 
     /// The JSON body sent to the client.
     pub fn body(&self) -> Vec<u8> {
+        self.json().to_string().into_bytes()
+    }
+
+    /// The body as JSON, OpenAI's error shape.
+    pub fn json(&self) -> serde_json::Value {
         let (kind, code) = self.kind_and_code();
-        let body = json!({
+        json!({
             "error": {
                 "message": self.to_string(),
                 "type": kind,
                 "param": self.param(),
                 "code": code,
             }
-        });
-        body.to_string().into_bytes()
+        })
     }
 
     pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> ApiError {

@@ -40,21 +40,24 @@ impl Surface {
     /// `x-request-id` header) so a user's report can be traced in the logs: OpenAI's
     /// shape gets `error.request_id`, Anthropic's a top-level `request_id`, as theirs do.
     pub fn error_body(self, e: &ApiError, request_id: &str) -> Vec<u8> {
-        let body = match self {
-            Surface::OpenAi => e.body(),
-            Surface::Anthropic => messages_api::error_body(e.status(), &e.body()),
-        };
-        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return body;
-        };
-        let slot = match self {
-            Surface::OpenAi => value.get_mut("error"),
-            Surface::Anthropic => Some(&mut value),
-        };
-        if let Some(serde_json::Value::Object(map)) = slot {
-            map.insert("request_id".into(), request_id.into());
+        match self {
+            Surface::OpenAi => {
+                let mut body = e.json();
+                body["error"]["request_id"] = request_id.into();
+                body.to_string().into_bytes()
+            }
+            Surface::Anthropic => {
+                let body = messages_api::error_body(e.status(), &e.body());
+                // Anthropic's own errors carry the request id at the top level.
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(mut value) if value.is_object() => {
+                        value["request_id"] = request_id.into();
+                        value.to_string().into_bytes()
+                    }
+                    _ => body,
+                }
+            }
         }
-        serde_json::to_vec(&value).unwrap_or(body)
     }
 }
 
