@@ -49,12 +49,6 @@ impl Mailer {
     }
 }
 
-fn date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
 async fn email_one(
     store: &Store,
     mailer: &Mailer,
@@ -65,7 +59,10 @@ async fn email_one(
         .active_account_emails()
         .await
         .map_err(|e| e.to_string())?;
-    let effective = a.effective_at_ms.map(date).unwrap_or_default();
+    let effective = a
+        .effective_at_ms
+        .map(tokenroute_domain::clock::ymd)
+        .unwrap_or_default();
     let subject = format!("TokenRoute: a policy change takes effect on {effective}");
     let body = format!(
         "{}\n\nThis change takes effect on {effective} (UTC). Sign in at {public_url} for details.\n\n\

@@ -37,6 +37,21 @@ pub fn next_month_start_ms(ms: i64) -> i64 {
     }
 }
 
+/// The UTC day of `ms` as `YYYY-MM-DD` (empty for a time chrono cannot represent).
+pub fn ymd(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+/// `YYYY-MM-DD` → the first millisecond of that UTC day.
+pub fn parse_ymd(text: &str) -> Option<i64> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+}
+
 fn utc(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }

@@ -76,10 +76,7 @@ impl AccessLog {
 }
 
 fn file_name(time_ms: i64) -> String {
-    let day = chrono::DateTime::from_timestamp_millis(time_ms)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("access-{day}.log")
+    format!("access-{}.log", tokenroute_domain::clock::ymd(time_ms))
 }
 
 fn write_lines(dir: &Path, rx: Receiver<AccessEntry>) {
@@ -172,18 +169,15 @@ pub fn purge_access_logs(dir: &Path, now_ms: i64) -> std::io::Result<usize> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let Some(day) = name
+        let Some(day_start_ms) = name
             .to_str()
             .and_then(|n| n.strip_prefix("access-"))
             .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .and_then(tokenroute_domain::clock::parse_ymd)
         else {
             continue;
         };
-        let day_end_ms = day
-            .and_hms_opt(0, 0, 0)
-            .map(|t| t.and_utc().timestamp_millis() + DAY_MS)
-            .unwrap_or(i64::MAX);
+        let day_end_ms = day_start_ms + DAY_MS;
         if day_end_ms + ACCESS_LOG_RETENTION_MS <= now_ms {
             std::fs::remove_file(entry.path())?;
             deleted += 1;

@@ -7,6 +7,8 @@
 
 use sqlx::Row;
 
+use tokenroute_domain::clock;
+
 use crate::ledger::LedgerKind;
 use crate::{new_id, Store, StoreError};
 
@@ -145,19 +147,12 @@ impl Store {
     }
 }
 
-/// The first millisecond of the UTC month `months` after the month of `ms`.
-fn month_start(ms: i64, months: i32) -> Option<(String, i64)> {
-    use chrono::{Datelike, TimeZone};
-    let t = chrono::Utc.timestamp_millis_opt(ms).single()?;
-    let total = t.year() * 12 + t.month0() as i32 + months;
-    let (year, month0) = (total.div_euclid(12), total.rem_euclid(12));
-    let start = chrono::Utc
-        .with_ymd_and_hms(year, month0 as u32 + 1, 1, 0, 0, 0)
-        .single()?;
-    Some((
-        format!("{year:04}{:02}", month0 + 1),
-        start.timestamp_millis(),
-    ))
+/// The partition of the month starting at `month_start_ms`: `usage_events_pYYYYMM`.
+fn partition_name(month_start_ms: i64) -> String {
+    format!(
+        "usage_events_p{}",
+        clock::ymd(month_start_ms)[..7].replace('-', "")
+    )
 }
 
 impl Store {
@@ -177,27 +172,24 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut created = 0;
-        for ahead in 0..4 {
-            let (Some((name, from)), Some((_, to))) =
-                (month_start(now_ms, ahead), month_start(now_ms, ahead + 1))
-            else {
-                continue;
-            };
-            let table = format!("usage_events_p{name}");
-            if existing.contains(&table) {
-                continue;
+        let mut from = clock::month_start_ms(now_ms);
+        for _ in 0..4 {
+            let to = clock::next_month_start_ms(from);
+            let table = partition_name(from);
+            if !existing.contains(&table) {
+                let made = sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table} PARTITION OF usage_events
+                     FOR VALUES FROM ({from}) TO ({to})"
+                ))
+                .execute(&self.pool)
+                .await;
+                match made {
+                    Ok(_) => created += 1,
+                    // Rows of that month already in the default partition: they stay there.
+                    Err(e) => tracing::warn!(%table, error = %e, "cannot create a usage partition"),
+                }
             }
-            let made = sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} PARTITION OF usage_events
-                 FOR VALUES FROM ({from}) TO ({to})"
-            ))
-            .execute(&self.pool)
-            .await;
-            match made {
-                Ok(_) => created += 1,
-                // Rows of that month already in the default partition: they stay there.
-                Err(e) => tracing::warn!(%table, error = %e, "cannot create a usage partition"),
-            }
+            from = to;
         }
         let cutoff = now_ms - USAGE_RETENTION_MS;
         let mut dropped = 0;
@@ -205,14 +197,10 @@ impl Store {
             let Some(month) = table.strip_prefix("usage_events_p") else {
                 continue;
             };
-            let (Ok(year), Ok(month)) = (month[..4].parse::<i32>(), month[4..].parse::<u32>())
-            else {
-                continue;
-            };
-            let Some(end) = chrono::NaiveDate::from_ymd_opt(year, month, 1)
-                .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc().timestamp_millis())
+            let Some(end) = (month.len() == 6)
+                .then(|| format!("{}-{}-01", &month[..4], &month[4..]))
+                .and_then(|day| clock::parse_ymd(&day))
+                .map(clock::next_month_start_ms)
             else {
                 continue;
             };
@@ -232,13 +220,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn months_roll_over_years() {
+    fn partitions_are_named_by_month() {
         let nov_2026 = 1_795_910_400_000; // 2026-11-29T00:00Z
-        assert_eq!(month_start(nov_2026, 0).unwrap().0, "202611");
         assert_eq!(
-            month_start(nov_2026, 2).unwrap(),
-            ("202701".to_string(), 1_798_761_600_000)
+            partition_name(clock::month_start_ms(nov_2026)),
+            "usage_events_p202611"
         );
-        assert_eq!(month_start(nov_2026, -11).unwrap().0, "202512");
+        let next = clock::next_month_start_ms(clock::next_month_start_ms(nov_2026));
+        assert_eq!(next, 1_798_761_600_000);
+        assert_eq!(partition_name(next), "usage_events_p202701");
     }
 }

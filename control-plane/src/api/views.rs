@@ -454,12 +454,7 @@ pub fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_millis())
         .ok()
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-                .ok()?
-                .and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc().timestamp_millis())
-        })
+        .or_else(|| tokenroute_domain::clock::parse_ymd(text))
         .ok_or_else(|| ApiError::BadRequest(format!("{field}: `{text}` is not a date or time")))
 }
 

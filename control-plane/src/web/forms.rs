@@ -82,20 +82,7 @@ impl Fields {
 /// Query parameters as a map (first value wins).
 pub type Query = HashMap<String, String>;
 
-/// `YYYY-MM-DD` (UTC) → the day's first millisecond.
-pub fn parse_date(text: &str) -> Option<i64> {
-    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .ok()?
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis())
-}
-
-/// Unix ms → `YYYY-MM-DD` (UTC).
-pub fn date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
+pub use tokenroute_domain::clock::{parse_ymd as parse_date, ymd as date};
 
 /// Unix ms → `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn time(ms: i64) -> String {
