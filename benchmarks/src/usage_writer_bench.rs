@@ -80,6 +80,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 estimated: false,
                 cancelled: false,
                 duration_ms: 3,
+                route: String::new(),
+                attempts: 1,
                 cached_input_tokens: 0,
             }
         })

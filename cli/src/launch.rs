@@ -1,6 +1,7 @@
 //! [`launch`]: both planes (or one) up and listening; [`Running::stop`]: down, drained.
 
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,6 +66,8 @@ pub struct Running {
     /// Where `/metrics` is served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
     metrics: Option<tokio::task::JoinHandle<()>>,
+    proxy_state: Option<Arc<ProxyState>>,
+    config_watch: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Opens the store (migrating it), then starts the requested planes. Returns once
@@ -145,6 +148,8 @@ pub fn launch_with_listener(
         store: store.clone(),
         metrics_addr: None,
         metrics: None,
+        proxy_state: None,
+        config_watch: std::sync::Mutex::new(None),
     };
     let mut proxy_state = None;
     if planes.proxy {
@@ -156,6 +161,7 @@ pub fn launch_with_listener(
             running.runtime.handle(),
         )?;
         proxy_state = Some(state.clone());
+        running.proxy_state = Some(state.clone());
         running.background = Some(background);
         let addr = config.proxy.listen;
         running.pingora = Some(start_pingora(&config, state, stop_rx)?);
@@ -170,7 +176,7 @@ pub fn launch_with_listener(
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|source| LaunchError::Listen { addr, source })?;
         running.metrics_addr = listener.local_addr().ok();
-        let refresh = proxy_state.map(|s| move || s.metrics.refresh());
+        let refresh = proxy_state.map(|s| move || s.refresh_metrics());
         running.metrics = Some(
             running
                 .runtime
@@ -239,6 +245,85 @@ impl Running {
         &self.store
     }
 
+    /// Reloads the data plane's routing (providers, models, routes, aliases, rules)
+    /// from `file` on SIGHUP and whenever its content changes (checked every second —
+    /// polling rather than inotify, so editors that save by renaming and files on
+    /// network or container mounts are seen the same). An invalid file is refused with
+    /// its error logged, and the running config keeps serving. `store_url` is the
+    /// command line's override, applied to every reload as at start.
+    pub fn watch_config(&self, file: Option<PathBuf>, store_url: Option<String>) {
+        let Some(state) = self.proxy_state.clone() else {
+            return;
+        };
+        let task = self.runtime.spawn(async move {
+            #[cfg(unix)]
+            let mut hangup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            #[cfg(not(unix))]
+            let mut hangup: Option<tokio::sync::mpsc::Receiver<()>> = None;
+            let mut seen = file.as_ref().and_then(|f| std::fs::read(f).ok());
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                let signalled = tokio::select! {
+                    Some(()) = async {
+                        match hangup.as_mut() {
+                            Some(h) => h.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => true,
+                    _ = tick.tick() => false,
+                };
+                let Some(path) = file.as_deref() else {
+                    if signalled {
+                        tracing::warn!("SIGHUP: running on the built-in config, nothing to reload");
+                    }
+                    continue;
+                };
+                let text = match std::fs::read(path) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        if signalled {
+                            tracing::error!(file = %path.display(), error = %e, "config reload refused: cannot read the file");
+                        }
+                        continue;
+                    }
+                };
+                if !signalled && seen.as_ref() == Some(&text) {
+                    continue;
+                }
+                seen = Some(text);
+                match Config::load(Some(path)) {
+                    Ok(mut config) => {
+                        if let Some(url) = &store_url {
+                            config.store.url = url.clone();
+                        }
+                        state.reload(config);
+                    }
+                    Err(e) => {
+                        state
+                            .metrics
+                            .config_reloads
+                            .with_label_values(&["refused"])
+                            .inc();
+                        tracing::error!(
+                            error = %e,
+                            version = %state.router.live().config.routing_version,
+                            "config reload refused; the running config keeps serving"
+                        );
+                    }
+                }
+            }
+        });
+        if let Some(old) = self
+            .config_watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
     /// Blocks until SIGINT or SIGTERM, then stops gracefully.
     pub fn wait_for_signal_then_stop(self) {
         let signal = self.runtime.block_on(async {
@@ -278,6 +363,16 @@ impl Running {
         if let Some(metrics) = self.metrics.take() {
             metrics.abort();
         }
+        if let Some(watch) = self
+            .config_watch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            watch.abort();
+        }
+        // The data plane's state holds the usage channel: dropped before the writer drains.
+        self.proxy_state = None;
         let background = self.background.take();
         let control_plane = self.control_plane.take();
         let _ = self.control_plane_stop.send(true);

@@ -8,5 +8,6 @@
 
 pub mod launch;
 mod metrics;
+pub mod simulate;
 
 pub use launch::{launch, launch_with_listener, LaunchError, Planes, Running, Stop};

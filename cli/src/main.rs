@@ -55,6 +55,9 @@ enum Command {
     /// Validate configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect routing without calling any provider.
+    #[command(subcommand)]
+    Route(RouteCommand),
     /// Back the database up into one file (pg_dump custom format, or a SQLite copy);
     /// keeps the newest `backup.keep` in the folder.
     Backup {
@@ -165,6 +168,23 @@ struct CreateKey {
 }
 
 #[derive(Subcommand)]
+enum RouteCommand {
+    /// Route sample requests by the config (--config, or the built-in one) and print
+    /// each decision, then the traffic shares by model and provider. Exit 1 if any
+    /// request could not be routed.
+    Simulate {
+        /// JSON lines: each a chat completion body, or
+        /// {"request": BODY, "headers": {...}, "account": "...", "key": "..."}.
+        #[arg(long, value_name = "FILE.jsonl")]
+        requests: PathBuf,
+        /// One JSON object per decision (as POST /v1/route/explain answers) instead of
+        /// the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Check config files; print what is wrong, naming the key. Exit 1 if any is invalid.
     Check {
@@ -189,6 +209,11 @@ fn run(cli: Cli) -> Result<(), String> {
         return check_configs(files, cli.config.as_deref());
     }
     let mut config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    if let Command::Route(RouteCommand::Simulate { requests, json }) = &cli.command {
+        return simulate(&config, requests, *json);
+    }
+    let config_file = cli.config.clone();
+    let store_url = cli.store_url.clone();
     if let Some(url) = cli.store_url {
         config.store.url = url;
     }
@@ -196,6 +221,8 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve => serve(
             config,
+            config_file.clone(),
+            store_url.clone(),
             Planes {
                 proxy: true,
                 control_plane: true,
@@ -203,6 +230,8 @@ fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::Proxy => serve(
             config,
+            config_file.clone(),
+            store_url.clone(),
             Planes {
                 proxy: true,
                 control_plane: false,
@@ -210,6 +239,8 @@ fn run(cli: Cli) -> Result<(), String> {
         ),
         Command::ControlPlane => serve(
             config,
+            config_file.clone(),
+            store_url.clone(),
             Planes {
                 proxy: false,
                 control_plane: true,
@@ -224,7 +255,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Ledger(LedgerCommand::Verify) => {
             with_store(&config, |store| async move { verify_ledger(&store).await })
         }
-        Command::Config(_) => Ok(()),
+        Command::Config(_) | Command::Route(_) => Ok(()),
         Command::Backup { dir } => {
             let url = config.store.url.clone();
             let dir = dir.unwrap_or_else(|| config.backup.dir.clone());
@@ -254,14 +285,35 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn serve(config: Config, planes: Planes) -> Result<(), String> {
+fn serve(
+    config: Config,
+    config_file: Option<PathBuf>,
+    store_url: Option<String>,
+    planes: Planes,
+) -> Result<(), String> {
     let running = launch(config, planes).map_err(|e| e.to_string())?;
+    // Routing follows the file: reloaded on SIGHUP and when it changes.
+    running.watch_config(config_file, store_url);
     if running.proxy_addr.is_some() && running.control_plane_addr.is_some() {
         tracing::info!(
             "create a key with: tokenroute keys create --email you@example.com --credits 5"
         );
     }
     running.wait_for_signal_then_stop();
+    Ok(())
+}
+
+fn simulate(config: &Config, requests: &Path, json: bool) -> Result<(), String> {
+    let file = std::fs::File::open(requests)
+        .map_err(|e| format!("cannot read {}: {e}", requests.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let failed =
+        tokenroute::simulate::simulate(config, std::io::BufReader::new(file), &mut out, json)?;
+    out.flush().map_err(|e| e.to_string())?;
+    if failed > 0 {
+        return Err(format!("{failed} request(s) could not be routed"));
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub struct UsageEvent {
     pub key_id: String,
     /// Milliseconds since the Unix epoch when the request arrived.
     pub created_at_ms: i64,
-    /// The model id the client asked for, as configured (`provider/model`).
+    /// The model that served the request, as configured (`provider/model`).
     pub model: String,
     pub provider: String,
     /// The model name sent to the provider.
@@ -36,4 +36,11 @@ pub struct UsageEvent {
     #[serde(default)]
     pub cancelled: bool,
     pub duration_ms: i64,
+    /// The model as the client named it when routing chose another (`tokenroute-auto`,
+    /// an alias); empty when the client named the model itself.
+    #[serde(default)]
+    pub route: String,
+    /// Upstream attempts made (1 + fallbacks; 0 when refused before any).
+    #[serde(default)]
+    pub attempts: u32,
 }

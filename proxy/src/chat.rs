@@ -94,6 +94,13 @@ impl ChatRequest {
         &self.body
     }
 
+    /// Takes the client's routing preferences (`models`, `provider`) out of the body,
+    /// so that no provider sees them.
+    pub fn take_steering(&mut self) -> Result<crate::route::Steering, ApiError> {
+        crate::route::Steering::take(&mut self.body)
+            .map_err(|(param, message)| ApiError::invalid(message, Some(param)))
+    }
+
     /// The body for an OpenAI-compatible provider: the provider's model name, and for
     /// streams `stream_options.include_usage` so that the stream reports its usage.
     pub fn to_openai_upstream(&self, upstream_model: &str) -> Vec<u8> {

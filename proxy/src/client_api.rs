@@ -58,6 +58,8 @@ fn generation_json(e: &UsageEvent) -> Value {
         "streamed": e.streamed,
         "cancelled": e.cancelled,
         "usage_estimated": e.estimated,
+        "requested_model": if e.route.is_empty() { &e.model } else { &e.route },
+        "attempts": e.attempts,
     })
 }
 

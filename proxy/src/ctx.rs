@@ -45,6 +45,15 @@ pub struct RequestCtx {
     pub error_code: Option<&'static str>,
     /// The exchange's bodies, when the key has request debugging on ([P6]).
     pub debug: Option<crate::debug_log::Capture>,
+    /// The model as the client named it, when routing resolved it to another id (a
+    /// route such as `tokenroute-auto`, or an alias).
+    pub route: Option<String>,
+    /// Upstream attempts made (fallbacks included).
+    pub attempts: u32,
+    /// The chosen endpoint of the provider.
+    pub endpoint: Option<String>,
+    /// Why this target (`x-tokenroute-route`).
+    pub route_header: Option<String>,
 }
 
 impl RequestCtx {
@@ -76,6 +85,8 @@ impl RequestCtx {
             estimated: self.estimated,
             cancelled: self.cancelled,
             duration_ms,
+            route: self.route.clone().unwrap_or_default(),
+            attempts: self.attempts,
         })
     }
 }

@@ -5,7 +5,8 @@
 //! Module map: [`service`] (the thin `ProxyHttp`), [`exchange`] (one chat completion
 //! end to end), [`auth`], [`credit`], [`chat`] (request parsing and translation),
 //! [`upstream`] (providers over Pingora's connectors), [`meter`] (usage out of
-//! responses, and the usage writer).
+//! responses, and the usage writer), [`route`] (which provider serves a request, in
+//! what fallback order; `tokenroute-auto`).
 
 pub mod auth;
 mod body;
@@ -17,11 +18,13 @@ mod debug_log;
 pub mod dialect;
 pub mod error;
 mod exchange;
+mod explain;
 pub mod limits;
 pub mod meter;
 pub mod metrics;
 mod models;
 mod respond;
+pub mod route;
 pub mod service;
 pub mod state;
 mod surface;

@@ -27,6 +27,17 @@ pub struct ProxyMetrics {
     spool_pending: IntGauge,
     spool_stalled: prometheus::Gauge,
     spool: Arc<SpoolStats>,
+    /// Upstream attempts by provider and outcome (ok, connect_error, timeout,
+    /// http_429, http_5xx, http_4xx).
+    pub attempts: IntCounterVec,
+    /// Fallbacks to the next candidate, by the provider that failed.
+    pub fallbacks: IntCounterVec,
+    /// Fallbacks refused because the retry budget was spent.
+    pub retry_budget_exhausted: prometheus::IntCounter,
+    /// Each endpoint's circuit: 0 closed, 1 half-open, 2 open.
+    circuit: prometheus::IntGaugeVec,
+    /// Config reloads by result (ok, refused).
+    pub config_reloads: IntCounterVec,
 }
 
 fn counter(
@@ -67,6 +78,7 @@ pub fn route(path: &str) -> &'static str {
         "/v1/messages" => "/v1/messages",
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/models" => "/v1/models",
+        "/v1/route/explain" => "/v1/route/explain",
         "/v1/credits" => "/v1/credits",
         "/v1/key" => "/v1/key",
         "/healthz" => "/healthz",
@@ -140,6 +152,43 @@ impl ProxyMetrics {
                 g
             },
             spool,
+            attempts: counter(
+                registry,
+                "tokenroute_upstream_attempts_total",
+                "Requests sent to providers (first tries and fallbacks), by provider and outcome.",
+                &["provider", "outcome"],
+            )?,
+            fallbacks: counter(
+                registry,
+                "tokenroute_fallbacks_total",
+                "Fallbacks to the next candidate after a failure, by the provider that failed.",
+                &["provider"],
+            )?,
+            retry_budget_exhausted: {
+                let c = prometheus::IntCounter::new(
+                    "tokenroute_retry_budget_exhausted_total",
+                    "Fallbacks not made because the retry budget was spent (an outage of every candidate).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            circuit: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "tokenroute_circuit_state",
+                        "Each provider endpoint's circuit breaker: 0 closed, 1 half-open, 2 open.",
+                    ),
+                    &["endpoint"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            config_reloads: counter(
+                registry,
+                "tokenroute_config_reloads_total",
+                "Config reloads (SIGHUP or file change), by result: ok, refused (invalid; the old config keeps serving).",
+                &["result"],
+            )?,
         })
     }
 
@@ -186,8 +235,25 @@ impl ProxyMetrics {
             .inc();
     }
 
+    /// Creates the labelled series known in advance (each provider's fallbacks, the
+    /// reload results), so they are exported at 0 before their first event.
+    pub fn init_series(&self, config: &Config) {
+        for provider in &config.providers {
+            self.fallbacks.with_label_values(&[&provider.id]);
+            self.attempts.with_label_values(&[&provider.id, "ok"]);
+        }
+        for result in ["ok", "refused"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+    }
+
     /// Sets the gauges that are read rather than counted; called at each scrape.
-    pub fn refresh(&self) {
+    pub fn refresh(&self, health: &crate::route::health::Health) {
+        for (endpoint, state) in health.states(std::time::Instant::now()) {
+            self.circuit
+                .with_label_values(&[&endpoint])
+                .set(state.level());
+        }
         use std::sync::atomic::Ordering::Relaxed;
         self.spool_bytes
             .set(i64::try_from(self.spool.bytes.load(Relaxed)).unwrap_or(i64::MAX));

@@ -1,4 +1,5 @@
-//! `GET /v1/models`: the configured models, with what a client needs to choose one.
+//! `GET /v1/models`: the configured models, with what a client needs to choose one,
+//! then the routes (`tokenroute-auto`, ...) with their candidates, then the aliases.
 
 use serde_json::{json, Value};
 use tokenroute_domain::config::Config;
@@ -24,6 +25,31 @@ pub fn list(config: &Config) -> Vec<u8> {
                 "capabilities": m.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
             })
         })
+        .chain(config.routes.iter().map(|r| {
+            json!({
+                "id": r.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": "tokenroute",
+                "description": r.description,
+                "routing": {
+                    "candidates": r.candidates.iter().filter(|c| c.weight > 0).map(|c| json!({
+                        "model": c.model,
+                        "weight": c.weight,
+                    })).collect::<Vec<_>>(),
+                    "config_version": config.routing_version,
+                },
+            })
+        }))
+        .chain(config.aliases.iter().map(|(alias, target)| {
+            json!({
+                "id": alias,
+                "object": "model",
+                "created": 0,
+                "owned_by": "tokenroute",
+                "alias_of": target,
+            })
+        }))
         .collect();
     json!({"object": "list", "data": data})
         .to_string()

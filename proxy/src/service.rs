@@ -17,7 +17,7 @@ use tokenroute_domain::clock::now_ms;
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
 use crate::state::ProxyState;
-use crate::{client_api, exchange, models, respond};
+use crate::{client_api, exchange, explain, models, respond};
 
 pub struct TokenRoute {
     pub state: Arc<ProxyState>,
@@ -48,6 +48,7 @@ impl ProxyHttp for TokenRoute {
             ("POST", "/v1/messages") => exchange::messages(&self.state, session, ctx).await,
             ("POST", "/v1/embeddings") => exchange::embeddings(&self.state, session, ctx).await,
             ("GET", "/v1/models") => self.list_models(session, ctx).await,
+            ("POST", "/v1/route/explain") => explain::explain(&self.state, session, ctx).await,
             ("GET", "/v1/generation") => client_api::generation(&self.state, session, ctx).await,
             ("GET", "/v1/credits") => client_api::credits(&self.state, session, ctx).await,
             ("GET", "/v1/key") => client_api::key(&self.state, session, ctx).await,
@@ -91,7 +92,7 @@ impl ProxyHttp for TokenRoute {
             .and_then(|v| v.to_str().ok());
         self.state
             .metrics
-            .observe(&self.state.config, req.uri.path(), ctx);
+            .observe(&self.state.router.live().config, req.uri.path(), ctx);
         self.state.access_log.write(access_log::AccessEntry {
             plane: "api",
             time_ms: ctx.received_at_ms,
@@ -185,8 +186,13 @@ impl TokenRoute {
         ctx: &mut RequestCtx,
     ) -> Result<(), ApiError> {
         self.state.keys.authenticate(session.req_header()).await?;
-        respond::json(session, ctx, 200, models::list(&self.state.config))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        respond::json(
+            session,
+            ctx,
+            200,
+            models::list(&self.state.router.live().config),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
     }
 }

@@ -16,7 +16,11 @@ use crate::meter::writer::{UsageSink, UsageWriter};
 use crate::upstream::UpstreamClient;
 
 pub struct ProxyState {
+    /// The config the process started with: listeners, store, limits, usage. The
+    /// routing part (providers, models, routes, rules) lives in [`ProxyState::router`],
+    /// which a reload replaces.
     pub config: Arc<Config>,
+    pub router: Arc<crate::route::Router>,
     pub keys: KeyCache,
     pub credit: Arc<CreditBook>,
     pub usage: UsageSink,
@@ -93,12 +97,17 @@ impl ProxyState {
             ),
             (
                 "balance refresher",
-                runtime.spawn(run_refresher(credit.clone(), refresh_rx, shutdown_rx)),
+                runtime.spawn(run_refresher(
+                    credit.clone(),
+                    refresh_rx,
+                    shutdown_rx.clone(),
+                )),
             ),
         ];
         let metrics = crate::metrics::ProxyMetrics::new(registry, stats.clone())
             .map_err(|e| StartError::Metrics(e.to_string()))?;
         let state = ProxyState {
+            router: Arc::new(crate::route::Router::new(config.clone())),
             keys: KeyCache::new(store, config.proxy.key_cache_ttl)
                 .with_metrics(metrics.key_cache.clone()),
             metrics,
@@ -113,7 +122,61 @@ impl ProxyState {
             access_log,
             config,
         };
-        Ok((Arc::new(state), BackgroundTasks { shutdown, tasks }))
+        state.metrics.init_series(&state.config);
+        let state = Arc::new(state);
+        let mut tasks = tasks;
+        tasks.push((
+            "health checks",
+            runtime.spawn(crate::route::checks::run(state.router.clone(), shutdown_rx)),
+        ));
+        Ok((state, BackgroundTasks { shutdown, tasks }))
+    }
+}
+
+impl ProxyState {
+    /// Routes by `config` from now on — providers, models, routes, aliases, rules —
+    /// while requests in flight finish on the config they started with. Settings that
+    /// only a restart applies (listeners, store, usage) are named in a warning.
+    pub fn reload(&self, config: Config) {
+        let old = self.router.live().config.clone();
+        let started = &self.config;
+        let restart_only = [
+            (
+                "proxy",
+                format!("{:?}", started.proxy) != format!("{:?}", config.proxy),
+            ),
+            ("store", started.store.url != config.store.url),
+            (
+                "usage",
+                format!("{:?}", started.usage) != format!("{:?}", config.usage),
+            ),
+            (
+                "control-plane",
+                started.control_plane.listen != config.control_plane.listen,
+            ),
+            ("metrics", started.metrics.listen != config.metrics.listen),
+        ];
+        for (section, changed) in restart_only {
+            if changed {
+                tracing::warn!(
+                    section,
+                    "config reload: [{section}] changed; it takes effect at the next restart"
+                );
+            }
+        }
+        tracing::info!(
+            from = %old.routing_version,
+            to = %config.routing_version,
+            "config reloaded: routing now follows the new file"
+        );
+        self.metrics.init_series(&config);
+        self.router.replace(Arc::new(config));
+        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+    }
+
+    /// Prometheus gauges read at scrape time.
+    pub fn refresh_metrics(&self) {
+        self.metrics.refresh(&self.router.health);
     }
 }
 

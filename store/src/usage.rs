@@ -9,13 +9,15 @@ use tokenroute_domain::{NanoUsd, UsageEvent};
 use crate::ledger::{add_to_balances, LedgerKind};
 use crate::{new_id, Backend, Store, StoreError};
 
-/// Rows per statement: at 16 parameters a row, 2,000 rows stay below every backend's
+/// Rows per statement: at 18 parameters a row, 2,000 rows stay below every backend's
 /// parameter limit (SQLite: 32,766; Postgres: 65,535).
 const ROWS_PER_STATEMENT: usize = 2_000;
+/// Columns of [`USAGE_COLUMNS`], each a parameter of an insert.
+const PARAMS_PER_ROW: usize = 18;
 /// On SQLite, far fewer: sqlx binds each numbered parameter by looking its name up,
 /// which SQLite does linearly — a statement's cost grows with the square of its
 /// parameter count (measured: a 1,024-row batch took 1.5 s; 96% of the time in
-/// `sqlite3_bind_parameter_name`). 64 rows × 16 parameters keeps that negligible.
+/// `sqlite3_bind_parameter_name`). 64 rows × 18 parameters keeps that negligible.
 const SQLITE_ROWS_PER_STATEMENT: usize = 64;
 
 /// What [`Store::record_usage`] did.
@@ -30,7 +32,7 @@ pub struct RecordedUsage {
 pub(crate) const USAGE_COLUMNS: &str =
     "request_id, account_id, key_id, created_at, model, provider, upstream_model,
      input_tokens, output_tokens, cost_nanos, status, streamed, estimated, cancelled, duration_ms,
-     cached_input_tokens";
+     cached_input_tokens, route, attempts";
 
 /// Below this many events a Postgres batch is written in one transaction.
 const PARALLEL_FROM: usize = 256;
@@ -104,7 +106,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO usage_events ({USAGE_COLUMNS}) VALUES {}
                  ON CONFLICT ({unique}) DO NOTHING RETURNING request_id",
-                placeholders(chunk.len(), 16)
+                placeholders(chunk.len(), PARAMS_PER_ROW)
             );
             let mut query = sqlx::query(&sql);
             for e in chunk {
@@ -124,7 +126,9 @@ impl Store {
                     .bind(i64::from(e.estimated))
                     .bind(i64::from(e.cancelled))
                     .bind(e.duration_ms)
-                    .bind(e.cached_input_tokens);
+                    .bind(e.cached_input_tokens)
+                    .bind(&e.route)
+                    .bind(i64::from(e.attempts));
             }
             let new_ids: HashSet<String> = query
                 .fetch_all(&mut *tx)
@@ -261,6 +265,8 @@ pub(crate) fn usage_from_row(r: &AnyRow) -> Result<UsageEvent, sqlx::Error> {
         cancelled: r.try_get::<i64, _>("cancelled")? != 0,
         duration_ms: r.try_get("duration_ms")?,
         cached_input_tokens: r.try_get("cached_input_tokens")?,
+        route: r.try_get("route")?,
+        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(0),
     })
 }
 

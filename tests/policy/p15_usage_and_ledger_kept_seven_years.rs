@@ -25,6 +25,8 @@ fn event(id: &str, account: &str, key: &str, at: i64) -> UsageEvent {
         estimated: false,
         cancelled: false,
         duration_ms: 3,
+        route: String::new(),
+        attempts: 1,
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Options {
     pub log_toml: String,
     /// More config (e.g. `[oidc]`, `[stripe]` sections), appended to the file.
     pub extra_toml: String,
+    /// The `[routing]` section's keys. Default: no active health checks and a circuit
+    /// breaker that never opens, so that suites about other things see every
+    /// upstream failure as it is; routing suites set their own.
+    pub routing_toml: String,
     /// Environment variables the config may name (`*-env` keys).
     pub env: Vec<(String, String)>,
     /// The control plane's port (default: a free one), for tests that must name the
@@ -44,6 +48,7 @@ impl Default for Options {
             control_plane_toml: String::new(),
             log_toml: String::new(),
             extra_toml: String::new(),
+            routing_toml: "health-check-interval-ms = 0\nbreaker-failures = 1000000\n".into(),
             env: Vec::new(),
             control_plane_port: None,
         }
@@ -119,6 +124,9 @@ nightly = false
 level = "warn"
 access-log-dir = "{access_logs}"
 {log_extra}
+
+[routing]
+{routing}
 
 [[providers]]
 id = "openai"
@@ -214,6 +222,7 @@ context-window = 1000
 {extra}
 "#,
             extra = opts.extra_toml,
+            routing = opts.routing_toml,
             cp_extra = opts.control_plane_toml,
             log_extra = opts.log_toml,
             cp_port = opts.control_plane_port.unwrap_or_else(free_port),

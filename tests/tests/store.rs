@@ -41,6 +41,8 @@ fn event(request_id: &str, account: &str, key: &str, cost: i64) -> UsageEvent {
         estimated: false,
         cancelled: false,
         duration_ms: 12,
+        route: String::new(),
+        attempts: 1,
         cached_input_tokens: 0,
     }
 }

@@ -326,10 +326,10 @@ async fn models(
             context! {
                 id => p.id,
                 kind => format!("{:?}", p.kind).to_lowercase(),
-                endpoint => p.endpoint.as_ref().map_or_else(
+                endpoint => p.endpoints.iter().map(|ep| ep.url.as_ref().map_or_else(
                     || "built in".to_string(),
                     |e| format!("{}://{}:{}{}", if e.tls { "https" } else { "http" }, e.host, e.port, e.base_path),
-                ),
+                )).collect::<Vec<_>>().join(", "),
                 requests, errors, health,
                 share => if total > 0 { format!("{:.1}%", requests as f64 * 100.0 / total as f64) } else { "—".to_string() },
             }

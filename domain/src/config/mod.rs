@@ -6,6 +6,7 @@
 
 mod error;
 mod raw;
+mod routing;
 mod validate;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use routing::{Candidate, Route, RoutingSettings, Rule, RuleAction, RuleMatch};
 
 use crate::money::{NanoUsd, Price};
 use crate::secret::Secret;
@@ -39,8 +41,19 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
+    /// Fallback, retry budget and health knobs.
+    pub routing: RoutingSettings,
+    /// Virtual models (`tokenroute-auto`, ...): TokenRoute picks among candidates.
+    pub routes: Vec<Route>,
+    /// Other names for models and routes.
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// Ordered routing rules; the first whose conditions hold fires.
+    pub rules: Vec<Rule>,
+    /// A digest of everything routing depends on: equal versions route equally.
+    pub routing_version: String,
     models_by_id: HashMap<String, usize>,
     providers_by_id: HashMap<String, usize>,
+    routes_by_id: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,11 +217,25 @@ pub struct Endpoint {
 pub struct Provider {
     pub id: String,
     pub kind: ProviderKind,
-    /// `None` only for the mock provider.
-    pub endpoint: Option<Endpoint>,
-    pub api_key: Option<Secret<String>>,
+    /// Where the provider is reached: `default` (its `base-url`) first, then any
+    /// others (regions, keys). Never empty.
+    pub endpoints: Vec<ProviderEndpoint>,
     /// Extra headers sent with every upstream request (e.g. an organisation id).
     pub headers: Vec<(String, String)>,
+}
+
+/// One place a provider is reached, with its own key.
+#[derive(Debug, Clone)]
+pub struct ProviderEndpoint {
+    /// `default` for the provider's `base-url`, else as configured.
+    pub id: String,
+    /// `None` only for the mock provider.
+    pub url: Option<Endpoint>,
+    pub api_key: Option<Secret<String>>,
+    /// A region name rules can select (e.g. `eu`).
+    pub region: Option<String>,
+    /// Share of the provider's traffic relative to its other endpoints.
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +344,20 @@ impl Config {
 
     pub fn provider(&self, id: &str) -> Option<&Provider> {
         self.providers_by_id.get(id).map(|&i| &self.providers[i])
+    }
+
+    /// The index of a model in [`Config::models`].
+    pub fn model_index(&self, id: &str) -> Option<usize> {
+        self.models_by_id.get(id).copied()
+    }
+
+    /// The index of a provider in [`Config::providers`].
+    pub fn provider_index(&self, id: &str) -> Option<usize> {
+        self.providers_by_id.get(id).copied()
+    }
+
+    pub fn route(&self, id: &str) -> Option<&Route> {
+        self.routes_by_id.get(id).map(|&i| &self.routes[i])
     }
 
     /// The SQLite database file named by the store URL, when the store is SQLite.

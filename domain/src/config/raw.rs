@@ -31,6 +31,14 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -149,6 +157,100 @@ pub struct RawProvider {
     pub api_key_env: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The region of the endpoint at `base-url`.
+    pub region: Option<String>,
+    /// The weight of the endpoint at `base-url` among the provider's endpoints.
+    pub weight: Option<u32>,
+    /// More endpoints of the same provider (other regions, other keys).
+    #[serde(default)]
+    pub endpoints: Vec<RawEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEndpoint {
+    pub id: String,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub region: Option<String>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRouting {
+    pub max_attempts: Option<usize>,
+    pub deadline_ms: Option<u64>,
+    pub retry_budget_percent: Option<u32>,
+    pub retry_budget_min_per_sec: Option<u32>,
+    pub breaker_failures: Option<u32>,
+    pub breaker_open_ms: Option<u64>,
+    pub health_check_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRoute {
+    pub id: String,
+    pub description: Option<String>,
+    pub candidates: Vec<RawCandidate>,
+    pub max_input_usd_per_mtok: Option<String>,
+    pub max_output_usd_per_mtok: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCandidate {
+    pub model: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRule {
+    pub name: String,
+    #[serde(default)]
+    pub when: RawRuleMatch,
+    pub then: RawRuleAction,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRuleMatch {
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub tools: Option<bool>,
+    pub images: Option<bool>,
+    pub stream: Option<bool>,
+    pub min_prompt_tokens: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+    pub percent: Option<RawNumber>,
+}
+
+/// A TOML number, integer or float (`percent = 5` and `percent = 0.5` both read).
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub enum RawNumber {
+    Int(i64),
+    Float(f64),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRuleAction {
+    pub candidates: Option<Vec<RawCandidate>>,
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

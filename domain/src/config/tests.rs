@@ -112,7 +112,7 @@ api-key-env = "K"
     .unwrap();
     let p = config.provider("local").unwrap();
     assert_eq!(
-        p.endpoint,
+        p.endpoints[0].url,
         Some(Endpoint {
             tls: false,
             host: "127.0.0.1".into(),
@@ -120,14 +120,17 @@ api-key-env = "K"
             base_path: "/v1".into()
         })
     );
-    assert_eq!(p.api_key.as_ref().unwrap().expose(), "sk-123");
+    assert_eq!(p.endpoints[0].api_key.as_ref().unwrap().expose(), "sk-123");
     let openai = Config::from_toml(
         "[[providers]]\nid = \"o\"\nkind = \"openai\"\n",
         "t",
         &no_env,
     )
     .unwrap();
-    let e = openai.provider("o").unwrap().endpoint.clone().unwrap();
+    let e = openai.provider("o").unwrap().endpoints[0]
+        .url
+        .clone()
+        .unwrap();
     assert!(e.tls);
     assert_eq!((e.host.as_str(), e.port), ("api.openai.com", 443));
 }

@@ -231,6 +231,22 @@ pub(super) fn validate(
         models.push(model);
     }
 
+    let routing = routing::validate(
+        raw.routing,
+        raw.routes,
+        raw.aliases,
+        raw.rules,
+        &providers,
+        &models_by_id,
+    )?;
+    let routing_version = routing::version(&providers, &models, &routing);
+    let routes_by_id = routing
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.clone(), i))
+        .collect();
+
     Ok(Config {
         proxy,
         control_plane,
@@ -245,8 +261,14 @@ pub(super) fn validate(
         metrics,
         providers,
         models,
+        routing: routing.settings,
+        routes: routing.routes,
+        aliases: routing.aliases,
+        rules: routing.rules,
+        routing_version,
         models_by_id,
         providers_by_id,
+        routes_by_id,
     })
 }
 
@@ -276,45 +298,78 @@ fn provider(
             ))
         }
     };
-    let endpoint = match kind {
-        ProviderKind::Mock => {
-            if raw.base_url.is_some() {
-                return Err((
-                    at("base-url"),
-                    "the mock provider runs in-process and takes no base-url".into(),
-                ));
-            }
-            None
-        }
-        ProviderKind::OpenAi | ProviderKind::Anthropic | ProviderKind::Gemini => {
-            let default = match kind {
-                ProviderKind::Anthropic => ANTHROPIC_BASE_URL,
-                ProviderKind::Gemini => GEMINI_BASE_URL,
-                _ => OPENAI_BASE_URL,
-            };
-            Some(
-                endpoint(raw.base_url.as_deref().unwrap_or(default))
-                    .map_err(|m| (at("base-url"), m))?,
-            )
+    let default_url = match kind {
+        ProviderKind::Anthropic => ANTHROPIC_BASE_URL,
+        ProviderKind::Gemini => GEMINI_BASE_URL,
+        _ => OPENAI_BASE_URL,
+    };
+    let url = |key: &str, text: Option<&str>| -> Result<Option<Endpoint>, Invalid> {
+        match kind {
+            ProviderKind::Mock if text.is_some() => Err((
+                at(key),
+                "the mock provider runs in-process and takes no base-url".into(),
+            )),
+            ProviderKind::Mock => Ok(None),
+            _ => endpoint(text.unwrap_or(default_url))
+                .map(Some)
+                .map_err(|m| (at(key), m)),
         }
     };
-    let api_key = match raw.api_key_env {
-        None => None,
-        Some(var) => match env(&var) {
-            Some(value) if !value.is_empty() => Some(Secret::new(value)),
-            _ => {
-                return Err((
-                    at("api-key-env"),
+    let key = |key: &str, var: Option<&str>| -> Result<Option<Secret<String>>, Invalid> {
+        match var {
+            None => Ok(None),
+            Some(var) => match env(var) {
+                Some(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+                _ => Err((
+                    at(key),
                     format!("environment variable `{var}` is not set (it should hold this provider's API key)"),
-                ))
-            }
-        },
+                )),
+            },
+        }
     };
+    let base_url = raw.base_url.as_deref();
+    let mut endpoints = vec![ProviderEndpoint {
+        id: "default".into(),
+        url: url("base-url", base_url)?,
+        api_key: key("api-key-env", raw.api_key_env.as_deref())?,
+        region: raw.region,
+        weight: raw.weight.unwrap_or(1),
+    }];
+    if kind == ProviderKind::Mock && !raw.endpoints.is_empty() {
+        return Err((at("endpoints"), "the mock provider has no endpoints".into()));
+    }
+    for (j, e) in raw.endpoints.into_iter().enumerate() {
+        let here = format!("endpoints[{j}]");
+        if e.id.is_empty() || e.id.contains('/') || endpoints.iter().any(|x| x.id == e.id) {
+            return Err((
+                at(&format!("{here}.id")),
+                format!("`{}` must be non-empty, contain no `/` and be unique (`default` is the base-url)", e.id),
+            ));
+        }
+        endpoints.push(ProviderEndpoint {
+            url: url(
+                &format!("{here}.base-url"),
+                e.base_url.as_deref().or(base_url),
+            )?,
+            api_key: key(
+                &format!("{here}.api-key-env"),
+                e.api_key_env.as_deref().or(raw.api_key_env.as_deref()),
+            )?,
+            id: e.id,
+            region: e.region,
+            weight: e.weight.unwrap_or(1),
+        });
+    }
+    if !endpoints.iter().any(|e| e.weight > 0) {
+        return Err((
+            at("weight"),
+            "at least one endpoint needs a weight above 0".into(),
+        ));
+    }
     Ok(Provider {
         id: raw.id,
         kind,
-        endpoint,
-        api_key,
+        endpoints,
         headers: raw.headers.into_iter().collect(),
     })
 }

@@ -33,7 +33,7 @@ pub async fn admit(
     state: &ProxyState,
     ctx: &mut RequestCtx,
     key: &KeyRecord,
-    model: &Model,
+    models: &[&Model],
     ask: &Ask,
 ) -> Result<Holds, ApiError> {
     // Tokens per minute count the prompt and the most the request asks to produce,
@@ -62,7 +62,7 @@ pub async fn admit(
             "the usage spool is full while the store is unreachable".into(),
         ));
     }
-    let reservation = reserve(state, ctx, key, model, ask).await?;
+    let reservation = reserve(state, ctx, key, models, ask).await?;
     Ok(Holds { reservation, rate })
 }
 
@@ -70,20 +70,28 @@ async fn reserve(
     state: &ProxyState,
     ctx: &mut RequestCtx,
     key: &KeyRecord,
-    model: &Model,
+    models: &[&Model],
     ask: &Ask,
 ) -> Result<Reservation, ApiError> {
     // Worst case: every body byte a third of a token (denser than any real prompt),
-    // capped by the context window, plus the most output the request may produce.
-    let prompt = (ask.body_len as u64).div_ceil(3).min(model.context_window);
-    let output = if ask.input_only {
-        0
-    } else {
-        ask.max_output
-            .unwrap_or(model.max_output_tokens)
-            .min(model.max_output_tokens)
+    // capped by the context window, plus the most output the request may produce —
+    // on the dearest model the request may reach (fallbacks included).
+    let worst_case_on = |model: &Model| {
+        let prompt = (ask.body_len as u64).div_ceil(3).min(model.context_window);
+        let output = if ask.input_only {
+            0
+        } else {
+            ask.max_output
+                .unwrap_or(model.max_output_tokens)
+                .min(model.max_output_tokens)
+        };
+        model.price.cost(prompt, output)
     };
-    let worst_case = model.price.cost(prompt, output);
+    let worst_case = models
+        .iter()
+        .map(|m| worst_case_on(m))
+        .max()
+        .unwrap_or(NanoUsd::ZERO);
     let max_concurrent = state.config.proxy.max_concurrent_per_account;
     match state.credit.reserve(key, worst_case, max_concurrent).await {
         Ok(reservation) => Ok(reservation),

@@ -34,7 +34,18 @@ pub async fn embeddings(
         .to_string();
     let input_bytes = input_bytes(&request)?;
     ctx.model = Some(model_id.clone());
-    let (model, provider) = resolve(state, ctx, &key, &model_id)?;
+    let live = state.router.live();
+    let config = &*live.config;
+    let (m, p) = resolve(config, ctx, &key, &model_id)?;
+    let (model, provider) = (&config.models[m], &config.providers[p]);
+    // Not routed: the provider's first endpoint that takes traffic.
+    let endpoint = provider
+        .endpoints
+        .iter()
+        .find(|e| e.weight > 0)
+        .unwrap_or(&provider.endpoints[0]);
+    ctx.endpoint = Some(endpoint.id.clone());
+    ctx.attempts = 1;
     let dialect = Dialect::of(provider.kind);
     let (path, body) = match dialect {
         Dialect::OpenAi => {
@@ -64,11 +75,12 @@ pub async fn embeddings(
         max_output: None,
         input_only: true,
     };
-    let holds = admit::admit(state, ctx, &key, model, &ask).await?;
+    let holds = admit::admit(state, ctx, &key, &[model], &ask).await?;
     let mut response = state
         .upstream
         .send(UpstreamRequest {
             provider,
+            endpoint,
             path: &path,
             body: body.into(),
             headers: &[],

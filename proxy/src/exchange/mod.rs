@@ -10,24 +10,25 @@
 mod admit;
 mod deliver;
 mod embeddings;
+mod forward;
 mod refusal;
 
 pub use embeddings::embeddings;
 
 use pingora::proxy::Session;
-use tokenroute_domain::config::{Model, Provider};
+use tokenroute_domain::config::{Config, Model};
 use tokenroute_providers::{messages_api, TranslateError};
 use tokenroute_store::KeyRecord;
 
 use crate::body;
 use crate::chat::ChatRequest;
 use crate::ctx::RequestCtx;
-use crate::dialect::Dialect;
 use crate::error::ApiError;
 use crate::meter::estimate_tokens;
+use crate::route::{RouteError, RouteInput};
 use crate::state::ProxyState;
 use crate::surface::Surface;
-use crate::upstream::{UpstreamError, UpstreamRequest};
+use crate::upstream::UpstreamError;
 
 /// The start of every metered call: the key (refusals are recorded against it from
 /// here on) and the whole, bounded body.
@@ -78,43 +79,72 @@ async fn run(
     session: &mut Session,
     ctx: &mut RequestCtx,
     key: &KeyRecord,
-    chat: ChatRequest,
+    mut chat: ChatRequest,
     body_len: usize,
 ) -> Result<(), ApiError> {
     ctx.model = Some(chat.model.clone());
     ctx.streamed = chat.stream;
-    let (model, provider) = resolve(state, ctx, key, &chat.model)?;
-    let dialect = Dialect::of(provider.kind);
-    let call = dialect
-        .call(&chat, &model.upstream)
-        .map_err(translate_error)?;
+    let steering = chat.take_steering()?;
+    let live = state.router.live();
+    let config = &*live.config;
     let prompt_estimate = estimate_tokens(body_len);
+    let input = RouteInput::of_chat(
+        &chat,
+        key,
+        &session.req_header().headers,
+        &steering,
+        prompt_estimate,
+    );
+    let decision = state.router.decide(config, &input).map_err(route_error)?;
+    let requested = chat.model.clone();
+    let first = &config.models[decision.targets[0].model];
+    if first.id != requested {
+        ctx.route = Some(requested.clone());
+    }
+    ctx.model = Some(first.id.clone());
+    ctx.provider = Some(first.provider.clone());
+    ctx.upstream_model = Some(first.upstream.clone());
+
+    // Reserve for the dearest model a fallback may reach.
+    let reachable: Vec<&Model> = decision
+        .targets
+        .iter()
+        .take(config.routing.max_attempts)
+        .map(|t| &config.models[t.model])
+        .collect();
     let ask = admit::Ask {
         body_len,
         prompt_estimate,
         max_output: chat.max_output_tokens,
         input_only: false,
     };
-    let holds = admit::admit(state, ctx, key, model, &ask).await?;
+    let holds = admit::admit(state, ctx, key, &reachable, &ask).await?;
 
-    let mut response = state
-        .upstream
-        .send(UpstreamRequest {
-            provider,
-            path: &call.path,
-            body: call.body.into(),
-            headers: &call.headers,
-            stream: chat.stream,
-        })
-        .await
-        .map_err(|e| upstream_error(&provider.id, e))?;
+    let forwarded = forward::forward(state, ctx, &live, &decision, &chat, &requested).await;
+    route_headers(ctx);
+    let (target, dialect, mut response) = match forwarded {
+        forward::Forwarded::Answer {
+            target,
+            dialect,
+            response,
+        } => (target, dialect, response),
+        forward::Forwarded::Failed(e) => return Err(e),
+    };
+    let provider = &config.providers[target.provider];
     if !(200..300).contains(&response.status) {
         return refusal::relay(state, session, ctx, response, dialect, &provider.id).await;
     }
+    let model = &config.models[target.model];
+    // A routed request's answer names the model that served it.
+    let client_model = if ctx.route.is_some() {
+        &model.id
+    } else {
+        &requested
+    };
     let answer = deliver::Answer {
         model,
         dialect,
-        client_model: &chat.model,
+        client_model,
         holds,
         prompt_estimate,
     };
@@ -127,27 +157,60 @@ async fn run(
     Ok(())
 }
 
-/// The configured model the client named and its provider, if the key may use it.
-fn resolve<'s>(
-    state: &'s ProxyState,
+/// Response headers naming what served the request and why.
+fn route_headers(ctx: &mut RequestCtx) {
+    let named = [
+        ("x-tokenroute-provider", ctx.provider.clone()),
+        ("x-tokenroute-model", ctx.model.clone()),
+        ("x-tokenroute-endpoint", ctx.endpoint.clone()),
+        ("x-tokenroute-route", ctx.route_header.clone()),
+        ("x-tokenroute-attempts", Some(ctx.attempts.to_string())),
+    ];
+    for (name, value) in named {
+        if let Some(value) = value {
+            ctx.extra_headers.push((name, value));
+        }
+    }
+}
+
+pub(crate) fn route_error(e: RouteError) -> ApiError {
+    match e {
+        RouteError::UnknownModel(m) => ApiError::UnknownModel(m),
+        RouteError::NotAllowed(m) => ApiError::ModelNotAllowed(m),
+        RouteError::UnknownFallback { .. } => ApiError::invalid(e.to_string(), Some("models")),
+        RouteError::NoCandidate {
+            unhealthy: true, ..
+        } => ApiError::Unavailable(e.to_string()),
+        RouteError::NoCandidate { .. } => ApiError::invalid(e.to_string(), Some("model")),
+    }
+}
+
+/// The configured model the client named (directly or by alias) and its provider's
+/// first endpoint, if the key may use it — for APIs that are not routed (embeddings).
+fn resolve(
+    config: &Config,
     ctx: &mut RequestCtx,
     key: &KeyRecord,
     model_id: &str,
-) -> Result<(&'s Model, &'s Provider), ApiError> {
-    let model = state
-        .config
-        .model(model_id)
+) -> Result<(usize, usize), ApiError> {
+    let id = config
+        .aliases
+        .get(model_id)
+        .map_or(model_id, String::as_str);
+    let m = config
+        .model_index(id)
         .ok_or_else(|| ApiError::UnknownModel(model_id.to_string()))?;
-    let provider = state
-        .config
-        .provider(&model.provider)
+    let model = &config.models[m];
+    let p = config
+        .provider_index(&model.provider)
         .ok_or_else(|| ApiError::Internal(format!("model {} has no provider", model.id)))?;
-    ctx.provider = Some(provider.id.clone());
+    ctx.model = Some(model.id.clone());
+    ctx.provider = Some(model.provider.clone());
     ctx.upstream_model = Some(model.upstream.clone());
-    if !key.limits.allows_model(&model.id) {
+    if !key.limits.allows_model(&model.id) && !key.limits.allows_model(model_id) {
         return Err(ApiError::ModelNotAllowed(model.id.clone()));
     }
-    Ok((model, provider))
+    Ok((m, p))
 }
 
 /// A request the provider's dialect cannot express is the client's to change: 400.

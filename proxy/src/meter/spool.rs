@@ -488,6 +488,8 @@ mod tests {
             estimated: false,
             cancelled: false,
             duration_ms: 4,
+            route: String::new(),
+            attempts: 1,
             cached_input_tokens: 0,
         }
     }

@@ -18,9 +18,9 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
-use tokenroute_domain::config::{Endpoint, Provider, ProviderKind};
+use tokenroute_domain::config::{Endpoint, Provider, ProviderEndpoint, ProviderKind};
 
-use resolve::Resolver;
+pub(crate) use resolve::Resolver;
 
 /// Keep idle upstream connections this long for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,6 +35,8 @@ pub struct UpstreamClient {
 /// One request to a provider, body already translated.
 pub struct UpstreamRequest<'a> {
     pub provider: &'a Provider,
+    /// Which of the provider's endpoints (address and key).
+    pub endpoint: &'a ProviderEndpoint,
     /// Path (and query) under the provider's base URL, e.g. `/chat/completions`.
     pub path: &'a str,
     pub body: Bytes,
@@ -99,7 +101,7 @@ impl UpstreamClient {
 
     /// Sends the request and reads the response header.
     pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
-        let endpoint = match (&req.provider.kind, &req.provider.endpoint) {
+        let endpoint = match (&req.provider.kind, &req.endpoint.url) {
             (ProviderKind::Mock, _) if req.path == "/embeddings" => {
                 return Ok(mock::embeddings(&req.body))
             }
@@ -218,7 +220,7 @@ fn request_header(
         http::header::USER_AGENT,
         concat!("tokenroute/", env!("CARGO_PKG_VERSION")),
     )?;
-    if let Some(key) = &req.provider.api_key {
+    if let Some(key) = &req.endpoint.api_key {
         let key = key.expose();
         match req.provider.kind {
             ProviderKind::Anthropic => h.insert_header("x-api-key", key.as_str())?,

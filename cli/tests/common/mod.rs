@@ -1,0 +1,78 @@
+//! Helpers shared by the binary's test suites: running `tokenroute` as a user does.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tokenroute");
+
+pub fn tokenroute(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOKENROUTE_CONFIG")
+        .env_remove("TOKENROUTE_STORE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The built-in default with free ports instead of 8080/8081 (tests run in parallel).
+pub fn default_config_on_free_ports(dir: &Path) -> (std::path::PathBuf, u16) {
+    let port = free_port();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../conf/tokenroute.toml"
+    ))
+    .unwrap()
+    .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+    .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
+    .replace("grace-period-secs = 5", "grace-period-secs = 0")
+    .replace("127.0.0.1:9090", "127.0.0.1:0");
+    let path = dir.join("tokenroute.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, port)
+}
+
+pub fn last_line(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string()
+}
+
+pub struct Serve(pub Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
