@@ -50,6 +50,9 @@ pub enum Stop {
     Graceful,
     /// Stop now (tests).
     Fast,
+    /// Hand the listening sockets to a new process started with `--upgrade`, keep
+    /// serving a few seconds while it takes over, then stop as `Graceful` does.
+    Upgrade,
 }
 
 /// A running TokenRoute.
@@ -73,7 +76,16 @@ pub struct Running {
 /// Opens the store (migrating it), then starts the requested planes. Returns once
 /// they accept connections. Must not be called from inside a tokio runtime.
 pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
-    launch_with_listener(config, planes, None)
+    launch_inner(config, planes, None, false)
+}
+
+/// As [`launch`], as the successor of a running TokenRoute in a zero-downtime
+/// restart: the data plane takes the old process's listening sockets through
+/// `proxy.upgrade-socket` (the old one sends them when it gets SIGQUIT; this waits up
+/// to 5 s for them), and the other listeners share their ports with the old process
+/// (SO_REUSEPORT) until it is gone.
+pub fn launch_upgrading(config: Config, planes: Planes) -> Result<Running, LaunchError> {
+    launch_inner(config, planes, None, true)
 }
 
 /// As [`launch`], the control plane serving on `control_plane_listener` when given (a
@@ -83,6 +95,15 @@ pub fn launch_with_listener(
     config: Config,
     planes: Planes,
     control_plane_listener: Option<std::net::TcpListener>,
+) -> Result<Running, LaunchError> {
+    launch_inner(config, planes, control_plane_listener, false)
+}
+
+fn launch_inner(
+    config: Config,
+    planes: Planes,
+    control_plane_listener: Option<std::net::TcpListener>,
+    upgrade: bool,
 ) -> Result<Running, LaunchError> {
     let config = Arc::new(config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -113,7 +134,10 @@ pub fn launch_with_listener(
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpListener::from_std(bound))
             }
-            None => runtime.block_on(tokio::net::TcpListener::bind(addr)),
+            None => {
+                let _guard = runtime.enter();
+                shared_listener(addr)
+            }
         }
         .map_err(|source| LaunchError::Listen { addr, source })?;
         control_plane_addr = listener.local_addr().ok();
@@ -164,17 +188,18 @@ pub fn launch_with_listener(
         running.proxy_state = Some(state.clone());
         running.background = Some(background);
         let addr = config.proxy.listen;
-        running.pingora = Some(start_pingora(&config, state, stop_rx)?);
+        running.pingora = Some(start_pingora(&config, state, stop_rx, upgrade)?);
         wait_until_listening(addr)?;
         running.proxy_addr = Some(addr);
         tracing::info!("API listening on http://{addr}/v1");
     }
     if config.metrics.enabled {
         let addr = config.metrics.listen;
-        let listener = running
-            .runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|source| LaunchError::Listen { addr, source })?;
+        let listener = {
+            let _guard = running.runtime.enter();
+            shared_listener(addr)
+        }
+        .map_err(|source| LaunchError::Listen { addr, source })?;
         running.metrics_addr = listener.local_addr().ok();
         let refresh = proxy_state.map(|s| move || s.refresh_metrics());
         running.metrics = Some(
@@ -190,18 +215,45 @@ pub fn launch_with_listener(
     Ok(running)
 }
 
+/// A listener that another TokenRoute process may bind too (SO_REUSEPORT), so that
+/// the process taking over in a zero-downtime restart can listen before the old one
+/// lets go. (The data plane's listener is handed over instead: Pingora's upgrade.)
+fn shared_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 fn start_pingora(
     config: &Config,
     state: Arc<ProxyState>,
     stop_rx: watch::Receiver<Option<Stop>>,
+    upgrade: bool,
 ) -> Result<JoinHandle<()>, LaunchError> {
     let conf = ServerConf {
         threads: config.proxy.threads,
         grace_period_seconds: Some(config.proxy.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.proxy.grace_period.as_secs().max(1)),
+        upgrade_sock: config.proxy.upgrade_socket.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if let Some(dir) = config.proxy.upgrade_socket.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(LaunchError::Runtime)?;
+        }
+    }
+    // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
     let service = tokenroute_proxy::proxy_service(&server.configuration, state);
     server.add_service(service);
@@ -235,6 +287,7 @@ impl ShutdownSignalWatch for StopWatch {
         let mut rx = self.0.clone();
         match rx.wait_for(Option::is_some).await.map(|s| *s) {
             Ok(Some(Stop::Graceful)) => ShutdownSignal::GracefulTerminate,
+            Ok(Some(Stop::Upgrade)) => ShutdownSignal::GracefulUpgrade,
             _ => ShutdownSignal::FastShutdown,
         }
     }
@@ -324,31 +377,38 @@ impl Running {
         }
     }
 
-    /// Blocks until SIGINT or SIGTERM, then stops gracefully.
+    /// Blocks until SIGINT or SIGTERM (then stops gracefully) or SIGQUIT (then hands
+    /// the listening sockets to the process started with `--upgrade`, and stops
+    /// gracefully).
     pub fn wait_for_signal_then_stop(self) {
-        let signal = self.runtime.block_on(async {
+        let (signal, how) = self.runtime.block_on(async {
             #[cfg(unix)]
             {
                 use tokio::signal::unix::{signal, SignalKind};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut term) => tokio::select! {
-                        _ = tokio::signal::ctrl_c() => "SIGINT",
-                        _ = term.recv() => "SIGTERM",
+                match (signal(SignalKind::terminate()), signal(SignalKind::quit())) {
+                    (Ok(mut term), Ok(mut quit)) => tokio::select! {
+                        _ = tokio::signal::ctrl_c() => ("SIGINT", Stop::Graceful),
+                        _ = term.recv() => ("SIGTERM", Stop::Graceful),
+                        _ = quit.recv() => ("SIGQUIT", Stop::Upgrade),
                     },
-                    Err(_) => {
+                    _ => {
                         let _ = tokio::signal::ctrl_c().await;
-                        "SIGINT"
+                        ("SIGINT", Stop::Graceful)
                     }
                 }
             }
             #[cfg(not(unix))]
             {
                 let _ = tokio::signal::ctrl_c().await;
-                "ctrl-c"
+                ("ctrl-c", Stop::Graceful)
             }
         });
-        tracing::info!("{signal} received: finishing in-flight requests, then stopping");
-        self.stop(Stop::Graceful);
+        if how == Stop::Upgrade {
+            tracing::info!("{signal} received: handing the listening sockets to the new process, then finishing in-flight requests and stopping");
+        } else {
+            tracing::info!("{signal} received: finishing in-flight requests, then stopping");
+        }
+        self.stop(how);
     }
 
     /// Stops the data plane, writes every metered event still queued, stops the

@@ -10,4 +10,6 @@ pub mod launch;
 mod metrics;
 pub mod simulate;
 
-pub use launch::{launch, launch_with_listener, LaunchError, Planes, Running, Stop};
+pub use launch::{
+    launch, launch_upgrading, launch_with_listener, LaunchError, Planes, Running, Stop,
+};

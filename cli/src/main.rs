@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use tokenroute::{launch, Planes};
+use tokenroute::{launch, launch_upgrading, Planes};
 use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::config::Config;
 use tokenroute_domain::{KeyLimits, NanoUsd};
@@ -32,6 +32,12 @@ struct Cli {
     /// Overrides `store.url` (e.g. postgres://user@host/db or sqlite://path/to.db).
     #[arg(long, global = true, env = "TOKENROUTE_STORE_URL", value_name = "URL")]
     store_url: Option<String>,
+    /// With serve or proxy: take over from the running TokenRoute on the same config
+    /// without dropping a connection. Start this, then send the old process SIGQUIT:
+    /// it hands over its listening sockets (through `proxy.upgrade-socket`), lets its
+    /// in-flight requests and streams finish, writes its usage and exits.
+    #[arg(long, global = true)]
+    upgrade: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -223,6 +229,7 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             config_file.clone(),
             store_url.clone(),
+            cli.upgrade,
             Planes {
                 proxy: true,
                 control_plane: true,
@@ -232,6 +239,7 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             config_file.clone(),
             store_url.clone(),
+            cli.upgrade,
             Planes {
                 proxy: true,
                 control_plane: false,
@@ -241,6 +249,7 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             config_file.clone(),
             store_url.clone(),
+            cli.upgrade,
             Planes {
                 proxy: false,
                 control_plane: true,
@@ -289,9 +298,15 @@ fn serve(
     config: Config,
     config_file: Option<PathBuf>,
     store_url: Option<String>,
+    upgrade: bool,
     planes: Planes,
 ) -> Result<(), String> {
-    let running = launch(config, planes).map_err(|e| e.to_string())?;
+    let running = if upgrade {
+        launch_upgrading(config, planes)
+    } else {
+        launch(config, planes)
+    }
+    .map_err(|e| e.to_string())?;
     // Routing follows the file: reloaded on SIGHUP and when it changes.
     running.watch_config(config_file, store_url);
     if running.proxy_addr.is_some() && running.control_plane_addr.is_some() {

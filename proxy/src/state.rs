@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::auth::KeyCache;
 use crate::credit::{run_refresher, CreditBook};
 use crate::limits::RateLimiter;
-use crate::meter::spool::{Spool, SpoolConfig, SpoolError};
+use crate::meter::spool::{slot_dir, Spool, SpoolConfig, SpoolError, SLOTS};
 use crate::meter::writer::{UsageSink, UsageWriter};
 use crate::upstream::UpstreamClient;
 
@@ -61,11 +61,8 @@ impl ProxyState {
         runtime: &Handle,
     ) -> Result<(Arc<ProxyState>, BackgroundTasks), StartError> {
         let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
-        let (spool, leftover) = Spool::open(SpoolConfig {
-            dir: config.usage.spool_dir.clone(),
-            max_bytes: config.usage.spool_max_bytes,
-            segment_bytes: config.usage.spool_segment_bytes,
-        })?;
+        let (spool, leftover) = open_spool(&config)?;
+        let own_slot = spool.dir().to_path_buf();
         if !leftover.is_empty() {
             tracing::info!(
                 events = leftover.len(),
@@ -88,9 +85,17 @@ impl ProxyState {
             batch_size: config.usage.batch_size,
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let adopter = crate::meter::adopt::run(
+            config.usage.spool_dir.clone(),
+            own_slot,
+            store.clone(),
+            config.usage.batch_size,
+            shutdown_rx.clone(),
+        );
         let (debug, debug_writer) = crate::debug_log::start(store.clone(), shutdown_rx.clone());
         let tasks = vec![
             ("debug log writer", runtime.spawn(debug_writer)),
+            ("stopped processes' spools", runtime.spawn(adopter)),
             (
                 "usage writer",
                 runtime.spawn(writer.run(shutdown_rx.clone())),
@@ -130,6 +135,23 @@ impl ProxyState {
             runtime.spawn(crate::route::checks::run(state.router.clone(), shutdown_rx)),
         ));
         Ok((state, BackgroundTasks { shutdown, tasks }))
+    }
+}
+
+/// The first free slot of the configured spool folder (see [`SLOTS`]): the folder
+/// itself unless another process (the old one, during a graceful upgrade) holds it.
+fn open_spool(config: &Config) -> Result<(Spool, Vec<tokenroute_domain::UsageEvent>), SpoolError> {
+    let mut n = 0;
+    loop {
+        let opened = Spool::open(SpoolConfig {
+            dir: slot_dir(&config.usage.spool_dir, n),
+            max_bytes: config.usage.spool_max_bytes,
+            segment_bytes: config.usage.spool_segment_bytes,
+        });
+        match opened {
+            Err(SpoolError::Locked { .. }) if n + 1 < SLOTS => n += 1,
+            other => return other,
+        }
     }
 }
 

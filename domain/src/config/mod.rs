@@ -72,6 +72,9 @@ pub struct ProxyConfig {
     pub grace_period: Duration,
     /// Requests of one account in flight at once; more get 429.
     pub max_concurrent_per_account: usize,
+    /// The Unix socket a graceful upgrade hands the listening sockets over through
+    /// (`tokenroute proxy --upgrade`, then SIGQUIT to the old process).
+    pub upgrade_socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]

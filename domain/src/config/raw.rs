@@ -53,6 +53,7 @@ pub struct RawProxy {
     pub balance_refresh_ms: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_concurrent_requests_per_account: Option<usize>,
+    pub upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

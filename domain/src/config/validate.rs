@@ -25,7 +25,16 @@ pub(super) fn validate(
     raw: RawConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Invalid> {
+    let store_url_for_defaults = raw
+        .store
+        .url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STORE_URL.to_string());
     let proxy = ProxyConfig {
+        upgrade_socket: raw.proxy.upgrade_socket.map_or_else(
+            || default_data_dir(&store_url_for_defaults).join("upgrade.sock"),
+            PathBuf::from,
+        ),
         listen: socket_addr("proxy.listen", raw.proxy.listen, DEFAULT_PROXY_LISTEN)?,
         threads: positive("proxy.threads", raw.proxy.threads, default_threads())?,
         max_body_bytes: positive(

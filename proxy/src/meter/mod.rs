@@ -1,6 +1,7 @@
 //! Metering: reading token usage out of provider responses, and the usage writer
 //! that takes metered events off the request path.
 
+pub mod adopt;
 pub mod openai;
 pub mod spool;
 pub use tokenroute_providers::sse;

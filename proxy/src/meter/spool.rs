@@ -7,7 +7,9 @@
 //! make a replay charge nothing twice.
 //!
 //! Files: `<dir>/usage-<seq>.jsonl`, one JSON event per line, and `<dir>/LOCK`, held
-//! by the one process that owns the directory.
+//! by the one process that owns the directory. Several processes share a configured
+//! spool folder through slots (`<dir>`, `<dir>/instance-N`, see [`SLOTS`]); a slot
+//! left by a stopped process is an [`Orphan`] the others drain into the store.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -403,6 +405,80 @@ impl SpoolFiles {
     }
 }
 
+/// Spool folders one data plane may own: `dir` itself, then `dir/instance-N`. A
+/// process takes the first whose lock is free, so a new process can start beside
+/// the old one during a graceful upgrade (or a second node on the same disk).
+pub const SLOTS: usize = 16;
+
+/// The spool folder of slot `n` under `dir`.
+pub fn slot_dir(dir: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        dir.to_path_buf()
+    } else {
+        dir.join(format!("instance-{n}"))
+    }
+}
+
+/// A spool folder whose process is gone (its lock is free), taken over so that what
+/// it left reaches the store without waiting for a process to start in it.
+pub struct Orphan {
+    dir: PathBuf,
+    _lock: File,
+    segments: Vec<u64>,
+    /// Every event left in it (a torn last line is not an event: it was never acked).
+    pub events: Vec<UsageEvent>,
+}
+
+impl Orphan {
+    /// Locks `dir` if no process holds it and it holds usage; `None` otherwise.
+    pub fn take(dir: &Path) -> Result<Option<Orphan>, SpoolError> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let segments = segments(dir)?;
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io_error(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Ok(None);
+        }
+        // Listed again under the lock: its owner may have finished them meanwhile.
+        let segments = self::segments(dir)?;
+        let mut events = Vec::new();
+        for &seq in &segments {
+            let path = segment_path(dir, seq);
+            let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
+            events.extend(parse_lines(&bytes, true).0);
+        }
+        Ok(Some(Orphan {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            segments,
+            events,
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store has every event: delete the files (then the lock is released).
+    pub fn finish(self) -> Result<(), SpoolError> {
+        for &seq in &self.segments {
+            let path = segment_path(&self.dir, seq);
+            fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("usage-{seq:012}.jsonl"))
 }
@@ -500,6 +576,39 @@ mod tests {
             max_bytes: 1 << 30,
             segment_bytes,
         }
+    }
+
+    #[test]
+    fn a_stopped_process_slot_is_taken_over_and_emptied_a_live_one_is_not() {
+        let base = tempfile::tempdir().unwrap();
+        let old = slot_dir(base.path(), 0);
+        let (spool, _) = Spool::open(config(&old, 100)).unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let (thread, _durable, _files) = spool.start(rx, 8).unwrap();
+        let (ack, acked) = oneshot::channel();
+        tx.blocking_send(Submission {
+            event: event("left-behind"),
+            ack: Some(ack),
+        })
+        .unwrap();
+        acked.blocking_recv().unwrap();
+        // While its process runs, the slot is not an orphan, and a second process
+        // gets the next slot.
+        assert!(Orphan::take(&old).unwrap().is_none());
+        let (second, _) = Spool::open(config(&slot_dir(base.path(), 1), 100)).unwrap();
+        assert!(matches!(
+            Spool::open(config(&old, 100)),
+            Err(SpoolError::Locked { .. })
+        ));
+        drop(tx);
+        thread.join().unwrap();
+        // Its process is gone: the events are taken over, then the files go.
+        let orphan = Orphan::take(&old).unwrap().expect("an orphan");
+        assert_eq!(orphan.events.len(), 1);
+        assert_eq!(orphan.events[0].request_id, "left-behind");
+        orphan.finish().unwrap();
+        assert!(Orphan::take(&old).unwrap().is_none(), "nothing left");
+        drop(second);
     }
 
     #[test]
