@@ -18,6 +18,7 @@ mod ledger;
 mod retention;
 mod topups;
 mod usage;
+mod usage_pg;
 mod usage_report;
 mod web_sessions;
 
