@@ -82,8 +82,8 @@ pub fn launch(config: Config, planes: Planes) -> Result<Running, LaunchError> {
 /// As [`launch`], as the successor of a running TokenRoute in a zero-downtime
 /// restart: the data plane takes the old process's listening sockets through
 /// `proxy.upgrade-socket` (the old one sends them when it gets SIGQUIT; this waits up
-/// to 5 s for them), and the other listeners share their ports with the old process
-/// (SO_REUSEPORT) until it is gone.
+/// to 5 s for them); the dashboard and metrics listeners are bound as soon as the old
+/// process releases them.
 pub fn launch_upgrading(config: Config, planes: Planes) -> Result<Running, LaunchError> {
     launch_inner(config, planes, None, true)
 }
@@ -133,14 +133,14 @@ fn launch_inner(
                 bound
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpListener::from_std(bound))
+                    .map(Some)
             }
-            None => {
-                let _guard = runtime.enter();
-                shared_listener(addr)
-            }
+            None => runtime.block_on(bind(addr, upgrade)),
         }
         .map_err(|source| LaunchError::Listen { addr, source })?;
-        control_plane_addr = listener.local_addr().ok();
+        control_plane_addr = listener
+            .as_ref()
+            .map_or(Some(addr), |l| l.local_addr().ok());
         let state = tokenroute_control_plane::AppState::new(
             store.clone(),
             config.clone(),
@@ -148,11 +148,13 @@ fn launch_inner(
             &registry,
         )
         .map_err(LaunchError::ControlPlane)?;
-        control_plane = Some(runtime.spawn(tokenroute_control_plane::serve(
-            listener,
-            state,
-            control_plane_stop_rx,
-        )));
+        control_plane = Some(runtime.spawn(async move {
+            let listener = match listener {
+                Some(listener) => listener,
+                None => bind_when_free(addr).await?,
+            };
+            tokenroute_control_plane::serve(listener, state, control_plane_stop_rx).await
+        }));
         tracing::info!(
             "dashboard listening on http://{}",
             control_plane_addr.unwrap_or(addr)
@@ -195,18 +197,27 @@ fn launch_inner(
     }
     if config.metrics.enabled {
         let addr = config.metrics.listen;
-        let listener = {
-            let _guard = running.runtime.enter();
-            shared_listener(addr)
-        }
-        .map_err(|source| LaunchError::Listen { addr, source })?;
-        running.metrics_addr = listener.local_addr().ok();
+        let listener = running
+            .runtime
+            .block_on(bind(addr, upgrade))
+            .map_err(|source| LaunchError::Listen { addr, source })?;
+        running.metrics_addr = listener
+            .as_ref()
+            .map_or(Some(addr), |l| l.local_addr().ok());
         let refresh = proxy_state.map(|s| move || s.refresh_metrics());
-        running.metrics = Some(
-            running
-                .runtime
-                .spawn(crate::metrics::serve(listener, registry, refresh)),
-        );
+        running.metrics = Some(running.runtime.spawn(async move {
+            let listener = match listener {
+                Some(listener) => listener,
+                None => match bind_when_free(addr).await {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot serve metrics");
+                        return;
+                    }
+                },
+            };
+            crate::metrics::serve(listener, registry, refresh).await
+        }));
         tracing::info!(
             "metrics on http://{}/metrics",
             running.metrics_addr.unwrap_or(addr)
@@ -215,19 +226,32 @@ fn launch_inner(
     Ok(running)
 }
 
-/// A listener that another TokenRoute process may bind too (SO_REUSEPORT), so that
-/// the process taking over in a zero-downtime restart can listen before the old one
-/// lets go. (The data plane's listener is handed over instead: Pingora's upgrade.)
-fn shared_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    #[cfg(unix)]
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    tokio::net::TcpListener::from_std(socket.into())
+/// Binds `addr` now; or, when taking over from a running process (`upgrade`) whose
+/// listener still holds it, `None`: the caller binds it once that process lets go
+/// ([`bind_when_free`]). (The data plane's socket is handed over instead: Pingora's
+/// upgrade. The dashboard and metrics move by rebinding, a gap of ~50 ms.)
+async fn bind(addr: SocketAddr, upgrade: bool) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if upgrade && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(%addr, "in use by the process being replaced; bound when it lets go");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binds `addr` as soon as the process being replaced releases it (within 10 min).
+async fn bind_when_free(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn start_pingora(

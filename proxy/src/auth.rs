@@ -28,6 +28,8 @@ enum Lookup {
     Hit = 0,
     Miss = 1,
     Stale = 2,
+    /// The store was asked and knows no such key.
+    Unknown = 3,
 }
 
 pub struct KeyCache {
@@ -35,7 +37,7 @@ pub struct KeyCache {
     ttl: Duration,
     entries: RwLock<HashMap<KeyHash, (Arc<KeyRecord>, Instant)>>,
     /// Lookup counters (hit, miss, stale), resolved once: no label hashing per request.
-    lookups: Option<[prometheus::IntCounter; 3]>,
+    lookups: Option<[prometheus::IntCounter; 4]>,
 }
 
 impl KeyCache {
@@ -48,10 +50,11 @@ impl KeyCache {
         }
     }
 
-    /// Counts lookups by result (`hit`, `miss`, `stale`) in `lookups`.
+    /// Counts lookups by result (`hit`, `miss`, `stale`, `unknown`) in `lookups`.
     pub fn with_metrics(mut self, lookups: prometheus::IntCounterVec) -> KeyCache {
-        self.lookups =
-            Some(["hit", "miss", "stale"].map(|result| lookups.with_label_values(&[result])));
+        self.lookups = Some(
+            ["hit", "miss", "stale", "unknown"].map(|result| lookups.with_label_values(&[result])),
+        );
         self
     }
 
@@ -84,6 +87,17 @@ impl KeyCache {
         Ok(record)
     }
 
+    /// Whether the request's key is one this node has in memory (fresh or not): such
+    /// a key is checked without the store even for a client that failed too often.
+    pub fn knows(&self, req: &RequestHeader) -> bool {
+        presented_key(req).is_some_and(|key| {
+            self.entries
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&KeyHash::of(key))
+        })
+    }
+
     async fn lookup(&self, hash: KeyHash) -> Result<Arc<KeyRecord>, ApiError> {
         let cached = self
             .entries
@@ -103,7 +117,10 @@ impl KeyCache {
                 self.count(Lookup::Miss);
                 Arc::new(record)
             }
-            (Ok(Ok(None)), _) => return Err(ApiError::InvalidKey),
+            (Ok(Ok(None)), _) => {
+                self.count(Lookup::Unknown);
+                return Err(ApiError::InvalidKey);
+            }
             // The store is down or slow: a key this node knew keeps working (nothing
             // can be revoked meanwhile: revocation goes through the store).
             (Ok(Err(_)) | Err(_), Some((record, _))) => {

@@ -8,7 +8,63 @@ use pingora::proxy::Session;
 
 use crate::error::ApiError;
 
-pub async fn read_whole(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+/// The whole body, bounded in size (413) and in time (408), and refused (400) when
+/// its JSON nests deeper than `max_depth`.
+pub async fn read_json(
+    session: &mut Session,
+    proxy: &tokenroute_domain::config::ProxyConfig,
+) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(
+        proxy.client_body_timeout,
+        read_whole(session, proxy.max_body_bytes),
+    )
+    .await;
+    let body = match read {
+        Ok(body) => body?,
+        Err(_) => {
+            session.set_keepalive(None);
+            return Err(ApiError::ClientTimeout(
+                u64::try_from(proxy.client_body_timeout.as_millis()).unwrap_or(u64::MAX),
+            ));
+        }
+    };
+    check_depth(&body, proxy.max_json_depth)?;
+    Ok(body)
+}
+
+/// Refuses JSON whose arrays and objects nest deeper than `max` — before any parser
+/// recurses into it. A byte scan: brackets inside strings do not count.
+pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Err(ApiError::invalid(
+                        format!("The request body nests deeper than {max} levels."),
+                        None,
+                    ));
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn read_whole(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
     let declared = session
         .req_header()
         .headers
@@ -36,4 +92,20 @@ fn too_large(session: &mut Session, limit: usize) -> ApiError {
     // The rest of the body stays unread: the connection cannot be reused.
     session.set_keepalive(None);
     ApiError::BodyTooLarge { limit }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_depth;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings_only() {
+        assert!(check_depth(br#"{"a":[[1]]}"#, 3).is_ok());
+        assert!(check_depth(br#"{"a":[[[1]]]}"#, 3).is_err());
+        assert!(
+            check_depth(br#"{"a":"[[[[[[\"[[["}"#, 1).is_ok(),
+            "inside a string"
+        );
+        assert!(check_depth(&b"[".repeat(100_000), 64).is_err());
+    }
 }

@@ -94,6 +94,22 @@ impl ChatRequest {
         &self.body
     }
 
+    /// Refuses more than `max` messages (400).
+    pub fn check_messages(&self, max: usize) -> Result<(), ApiError> {
+        let n = self
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        if n > max {
+            return Err(ApiError::invalid(
+                format!("`messages` holds {n} messages; at most {max} are accepted."),
+                Some("messages"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes the client's routing preferences (`models`, `provider`) out of the body,
     /// so that no provider sees them.
     pub fn take_steering(&mut self) -> Result<crate::route::Steering, ApiError> {

@@ -45,6 +45,14 @@ pub enum ApiError {
     GenerationNotFound(String),
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
+    #[error("The request headers are too large: {0}.")]
+    HeadersTooLarge(String),
+    #[error("The request body did not arrive within {0} ms.")]
+    ClientTimeout(u64),
+    #[error("Too many requests from your address are in flight at once (the limit is {0}). Wait for some to finish.")]
+    TooManyFromClient(usize),
+    #[error("Too many failed authentications from your address; try again in a minute with a valid key.")]
+    AuthBlocked,
     #[error(
         "Unknown request URL: {method} {path}. See GET /v1/models and POST /v1/chat/completions."
     )]
@@ -85,6 +93,9 @@ impl ApiError {
             | ApiError::UnknownModel(_) => 400,
             ApiError::NotFound { .. } | ApiError::GenerationNotFound(_) => 404,
             ApiError::BodyTooLarge { .. } => 413,
+            ApiError::HeadersTooLarge(_) => 431,
+            ApiError::ClientTimeout(_) => 408,
+            ApiError::TooManyFromClient(_) | ApiError::AuthBlocked => 429,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
             ApiError::UpstreamTimeout { .. } => 504,
             ApiError::UpstreamRejected { status, .. } => *status,
@@ -122,6 +133,10 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => ("invalid_request_error", "invalid_request"),
             ApiError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
             ApiError::BodyTooLarge { .. } => ("invalid_request_error", "request_too_large"),
+            ApiError::HeadersTooLarge(_) => ("invalid_request_error", "request_headers_too_large"),
+            ApiError::ClientTimeout(_) => ("invalid_request_error", "request_timeout"),
+            ApiError::TooManyFromClient(_) => ("requests", "too_many_requests_from_client"),
+            ApiError::AuthBlocked => ("requests", "too_many_failed_authentications"),
             ApiError::NotFound { .. } => ("invalid_request_error", "unknown_url"),
             ApiError::GenerationNotFound(_) => ("invalid_request_error", "generation_not_found"),
             ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),

@@ -20,8 +20,9 @@ pub async fn explain(
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
     let key = state.keys.authenticate(session.req_header()).await?;
-    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let raw = body::read_json(session, &state.config.proxy).await?;
     let mut chat = ChatRequest::parse(&raw)?;
+    chat.check_messages(state.config.proxy.max_messages)?;
     let steering = chat.take_steering()?;
     let live = state.router.live();
     let config = &*live.config;

@@ -19,6 +19,7 @@ pub mod dialect;
 pub mod error;
 mod exchange;
 mod explain;
+pub mod guard;
 pub mod limits;
 pub mod meter;
 pub mod metrics;
@@ -45,7 +46,14 @@ pub fn proxy_service(
     state: Arc<ProxyState>,
 ) -> impl Service + 'static {
     let listen = state.config.proxy.listen.to_string();
+    let http2 = state.config.proxy.http2;
     let mut service = http_proxy_service(server_conf, TokenRoute { state });
+    if let Some(app) = service.app_logic_mut() {
+        let mut options = pingora::apps::HttpServerOptions::default();
+        // HTTP/2 with prior knowledge beside HTTP/1.1 on the same port.
+        options.h2c = http2;
+        app.server_options = Some(options);
+    }
     service.add_tcp(&listen);
     service
 }

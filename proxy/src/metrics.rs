@@ -130,7 +130,7 @@ impl ProxyMetrics {
             key_cache: counter(
                 registry,
                 "tokenroute_key_cache_lookups_total",
-                "API key lookups, by result: hit (memory), miss (store), stale (store down, memory used).",
+                "API key lookups, by result: hit (memory), miss (store), stale (store down, memory used), unknown (the store knows no such key).",
                 &["result"],
             )?,
             spool_bytes: gauge(

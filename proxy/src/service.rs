@@ -41,28 +41,26 @@ impl ProxyHttp for TokenRoute {
         ctx.received_at_ms = now_ms();
         let method = session.req_header().method.as_str().to_string();
         let path = session.req_header().uri.path().to_string();
-        let result = match (method.as_str(), path.as_str()) {
-            ("POST", "/v1/chat/completions") => {
-                exchange::chat_completions(&self.state, session, ctx).await
-            }
-            ("POST", "/v1/messages") => exchange::messages(&self.state, session, ctx).await,
-            ("POST", "/v1/embeddings") => exchange::embeddings(&self.state, session, ctx).await,
-            ("GET", "/v1/models") => self.list_models(session, ctx).await,
-            ("POST", "/v1/route/explain") => explain::explain(&self.state, session, ctx).await,
-            ("GET", "/v1/generation") => client_api::generation(&self.state, session, ctx).await,
-            ("GET", "/v1/credits") => client_api::credits(&self.state, session, ctx).await,
-            ("GET", "/v1/key") => client_api::key(&self.state, session, ctx).await,
-            ("GET", "/healthz") => respond::whole(session, ctx, 200, "text/plain", "ok\n".into())
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string())),
-            ("GET", "/readyz") => self.readyz(session, ctx).await,
-            _ => Err(ApiError::NotFound { method, path }),
+        let client = self.client_of(session);
+        let now = Instant::now();
+        let result = match self.admit_client(session, ctx, &client, &path, now) {
+            Err(e) => Err(e),
+            Ok(()) => self.dispatch(session, ctx, method, path).await,
         };
+        if matches!(
+            result,
+            Err(ApiError::MissingKey | ApiError::InvalidKey | ApiError::RevokedKey)
+        ) {
+            self.state.clients.auth_failed(&client, now);
+        }
         if let Err(e) = result {
             if matches!(e, ApiError::Internal(_)) {
                 tracing::error!(request_id = %ctx.request_id, error = ?e, "internal error");
             }
             respond::error(session, ctx, &e).await?;
+            if matches!(e, ApiError::BodyTooLarge { .. }) {
+                linger(session).await;
+            }
         }
         Ok(true)
     }
@@ -160,7 +158,87 @@ impl ProxyHttp for TokenRoute {
     }
 }
 
+/// After refusing a body as too large, reads (and drops) what the client is still
+/// sending — up to a bound — before the connection closes: closing with unread data
+/// makes the kernel reset the connection, and the client may lose the 413 it was
+/// sent (nginx's "lingering close").
+async fn linger(session: &mut Session) {
+    const MAX_LINGER_BYTES: usize = 64 * 1024 * 1024;
+    const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n <= MAX_LINGER_BYTES) {
+        let _ = tokio::time::timeout(MAX_LINGER, session.drain_request_body()).await;
+    }
+}
+
 impl TokenRoute {
+    /// The client's address: the peer, or `X-Forwarded-For` from a trusted proxy.
+    fn client_of(&self, session: &Session) -> String {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let forwarded_for = session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        access_log::client_ip(peer, forwarded_for, &self.state.config.log.trusted_proxies)
+    }
+
+    /// Per-client limits, before any work: header size and count, requests in flight,
+    /// and — for a client that failed authentication too often — keys not in memory.
+    fn admit_client(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        client: &str,
+        path: &str,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let clients = &self.state.clients;
+        clients.check_headers(session.req_header())?;
+        ctx.in_flight = Some(clients.enter(client)?);
+        if path.starts_with("/v1/")
+            && clients.auth_blocked(client, now)
+            && !self.state.keys.knows(session.req_header())
+        {
+            return Err(ApiError::AuthBlocked);
+        }
+        Ok(())
+    }
+
+    async fn dispatch(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        method: String,
+        path: String,
+    ) -> Result<(), ApiError> {
+        match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/chat/completions") => {
+                exchange::chat_completions(&self.state, session, ctx).await
+            }
+            ("POST", "/v1/messages") => exchange::messages(&self.state, session, ctx).await,
+            ("POST", "/v1/embeddings") => exchange::embeddings(&self.state, session, ctx).await,
+            ("GET", "/v1/models") => self.list_models(session, ctx).await,
+            ("POST", "/v1/route/explain") => explain::explain(&self.state, session, ctx).await,
+            ("GET", "/v1/generation") => client_api::generation(&self.state, session, ctx).await,
+            ("GET", "/v1/credits") => client_api::credits(&self.state, session, ctx).await,
+            ("GET", "/v1/key") => client_api::key(&self.state, session, ctx).await,
+            ("GET", "/healthz") => respond::whole(session, ctx, 200, "text/plain", "ok\n".into())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string())),
+            ("GET", "/readyz") => self.readyz(session, ctx).await,
+            _ => Err(ApiError::NotFound { method, path }),
+        }
+    }
+
     /// Ready when the store answers within 2 s (the config is loaded: it was validated at
     /// start). Not ready means: take this node out of the load balancer; it still serves
     /// known keys from memory and spools usage, but new keys cannot be checked.

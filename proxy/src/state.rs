@@ -29,6 +29,8 @@ pub struct ProxyState {
     pub debug: crate::debug_log::DebugSink,
     pub access_log: tokenroute_store::access_log::AccessLog,
     pub metrics: crate::metrics::ProxyMetrics,
+    /// Per-client limits (headers, requests in flight, failed authentications).
+    pub clients: Arc<crate::guard::ClientGuard>,
 }
 
 /// Why the data plane's state could not be built.
@@ -113,6 +115,12 @@ impl ProxyState {
             .map_err(|e| StartError::Metrics(e.to_string()))?;
         let state = ProxyState {
             router: Arc::new(crate::route::Router::new(config.clone())),
+            clients: crate::guard::ClientGuard::new(crate::guard::Limits {
+                max_header_bytes: config.proxy.max_header_bytes,
+                max_headers: config.proxy.max_headers,
+                max_in_flight_per_client: config.proxy.max_concurrent_per_client,
+                failed_auth_per_minute: config.proxy.failed_auth_per_client_per_minute,
+            }),
             keys: KeyCache::new(store, config.proxy.key_cache_ttl)
                 .with_metrics(metrics.key_cache.clone()),
             metrics,

@@ -21,6 +21,8 @@ pub struct Options {
     pub read_timeout_ms: u64,
     pub key_cache_ttl_ms: u64,
     pub max_concurrent_per_account: usize,
+    /// More keys of the `[proxy]` section (e.g. `max-json-depth`).
+    pub proxy_toml: String,
     /// More keys of the `[control-plane]` section (e.g. `admin-emails`).
     pub control_plane_toml: String,
     /// More keys of the `[log]` section (e.g. `trusted-proxies`).
@@ -45,6 +47,7 @@ impl Default for Options {
             read_timeout_ms: 10_000,
             key_cache_ttl_ms: 1_000,
             max_concurrent_per_account: 256,
+            proxy_toml: String::new(),
             control_plane_toml: String::new(),
             log_toml: String::new(),
             extra_toml: String::new(),
@@ -101,6 +104,7 @@ upstream-read-timeout-ms = {read_timeout}
 key-cache-ttl-ms = {ttl}
 grace-period-secs = 0
 max-concurrent-requests-per-account = {max_concurrent}
+{proxy_extra}
 
 [control-plane]
 listen = "127.0.0.1:{cp_port}"
@@ -224,6 +228,7 @@ context-window = 1000
             extra = opts.extra_toml,
             routing = opts.routing_toml,
             cp_extra = opts.control_plane_toml,
+            proxy_extra = opts.proxy_toml,
             log_extra = opts.log_toml,
             cp_port = opts.control_plane_port.unwrap_or_else(free_port),
             port = free_port(),

@@ -75,6 +75,24 @@ pub struct ProxyConfig {
     /// The Unix socket a graceful upgrade hands the listening sockets over through
     /// (`tokenroute proxy --upgrade`, then SIGQUIT to the old process).
     pub upgrade_socket: PathBuf,
+    /// Request bodies nested deeper than this (arrays and objects) are refused (400).
+    pub max_json_depth: usize,
+    /// Chat requests with more messages than this are refused (400).
+    pub max_messages: usize,
+    /// Request line and headers larger than this are refused (431).
+    pub max_header_bytes: usize,
+    /// Requests with more header fields than this are refused (431).
+    pub max_headers: usize,
+    /// The whole request body must arrive within this (408), so slow clients cannot
+    /// hold requests open.
+    pub client_body_timeout: Duration,
+    /// Requests of one client address in flight at once; more get 429.
+    pub max_concurrent_per_client: usize,
+    /// Failed authentications of one client address per minute before its requests
+    /// with keys not already in memory get 429 (without reaching the store).
+    pub failed_auth_per_client_per_minute: u32,
+    /// HTTP/2 over plain TCP (prior knowledge, h2c) beside HTTP/1.1.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone)]

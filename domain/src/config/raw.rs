@@ -54,6 +54,14 @@ pub struct RawProxy {
     pub grace_period_secs: Option<u64>,
     pub max_concurrent_requests_per_account: Option<usize>,
     pub upgrade_socket: Option<String>,
+    pub max_json_depth: Option<usize>,
+    pub max_messages: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub client_body_timeout_ms: Option<u64>,
+    pub max_concurrent_requests_per_client: Option<usize>,
+    pub failed_auth_per_client_per_minute: Option<u32>,
+    pub http2: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -31,6 +31,30 @@ pub(super) fn validate(
         .clone()
         .unwrap_or_else(|| DEFAULT_STORE_URL.to_string());
     let proxy = ProxyConfig {
+        max_json_depth: positive("proxy.max-json-depth", raw.proxy.max_json_depth, 64)?,
+        max_messages: positive("proxy.max-messages", raw.proxy.max_messages, 4096)?,
+        max_header_bytes: positive(
+            "proxy.max-header-bytes",
+            raw.proxy.max_header_bytes,
+            64 * 1024,
+        )?,
+        max_headers: positive("proxy.max-headers", raw.proxy.max_headers, 100)?,
+        client_body_timeout: millis(
+            "proxy.client-body-timeout-ms",
+            raw.proxy.client_body_timeout_ms,
+            30_000,
+        )?,
+        max_concurrent_per_client: positive(
+            "proxy.max-concurrent-requests-per-client",
+            raw.proxy.max_concurrent_requests_per_client,
+            1024,
+        )?,
+        failed_auth_per_client_per_minute: positive(
+            "proxy.failed-auth-per-client-per-minute",
+            raw.proxy.failed_auth_per_client_per_minute,
+            30,
+        )?,
+        http2: raw.proxy.http2.unwrap_or(true),
         upgrade_socket: raw.proxy.upgrade_socket.map_or_else(
             || default_data_dir(&store_url_for_defaults).join("upgrade.sock"),
             PathBuf::from,

@@ -40,7 +40,7 @@ async fn accept(
     ctx.metered = true;
     let key = state.keys.authenticate(session.req_header()).await?;
     ctx.key = Some(key.clone());
-    let raw = body::read_whole(session, state.config.proxy.max_body_bytes).await?;
+    let raw = body::read_json(session, &state.config.proxy).await?;
     if key.debug_enabled {
         ctx.debug = Some(crate::debug_log::Capture::new(raw.clone()));
     }
@@ -84,6 +84,7 @@ async fn run(
 ) -> Result<(), ApiError> {
     ctx.model = Some(chat.model.clone());
     ctx.streamed = chat.stream;
+    chat.check_messages(state.config.proxy.max_messages)?;
     let steering = chat.take_steering()?;
     let live = state.router.live();
     let config = &*live.config;
