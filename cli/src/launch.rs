@@ -39,6 +39,8 @@ pub enum LaunchError {
     ProxyNotListening(SocketAddr),
     #[error("cannot start the control plane: {0}")]
     ControlPlane(String),
+    #[error("cannot serve TLS: {0}")]
+    Tls(String),
     #[error("cannot write access logs to {dir}: {source}")]
     AccessLog { dir: String, source: std::io::Error },
 }
@@ -279,7 +281,8 @@ fn start_pingora(
     }
     // With `upgrade`, this waits for the old process's listening sockets.
     server.bootstrap();
-    let service = tokenroute_proxy::proxy_service(&server.configuration, state);
+    let service = tokenroute_proxy::proxy_service(&server.configuration, state)
+        .map_err(|e| LaunchError::Tls(e.to_string()))?;
     server.add_service(service);
     std::thread::Builder::new()
         .name("tokenroute-proxy".into())

@@ -29,10 +29,12 @@ pub mod route;
 pub mod service;
 pub mod state;
 mod surface;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
 
+use pingora::listeners::tls::TlsSettings;
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::ServerConf;
 use pingora::services::Service;
@@ -44,9 +46,10 @@ pub use state::{BackgroundTasks, ProxyState};
 pub fn proxy_service(
     server_conf: &Arc<ServerConf>,
     state: Arc<ProxyState>,
-) -> impl Service + 'static {
+) -> pingora::Result<impl Service + 'static> {
     let listen = state.config.proxy.listen.to_string();
     let http2 = state.config.proxy.http2;
+    let tls = state.tls.clone().zip(state.config.proxy.tls.clone());
     let mut service = http_proxy_service(server_conf, TokenRoute { state });
     if let Some(app) = service.app_logic_mut() {
         let mut options = pingora::apps::HttpServerOptions::default();
@@ -54,6 +57,20 @@ pub fn proxy_service(
         options.h2c = http2;
         app.server_options = Some(options);
     }
-    service.add_tcp(&listen);
-    service
+    match tls {
+        Some((cert, files)) => {
+            let mut settings = TlsSettings::intermediate(
+                &files.cert.display().to_string(),
+                &files.key.display().to_string(),
+            )?;
+            // The certificate comes from the reloading resolver, not the paths.
+            settings.set_cert_resolver(cert);
+            if http2 {
+                settings.enable_h2();
+            }
+            service.add_tls_with_settings(&listen, None, settings);
+        }
+        None => service.add_tcp(&listen),
+    }
+    Ok(service)
 }

@@ -31,6 +31,8 @@ pub struct ProxyState {
     pub metrics: crate::metrics::ProxyMetrics,
     /// Per-client limits (headers, requests in flight, failed authentications).
     pub clients: Arc<crate::guard::ClientGuard>,
+    /// The API's TLS certificate, when it serves TLS.
+    pub tls: Option<Arc<crate::tls::ReloadingCert>>,
 }
 
 /// Why the data plane's state could not be built.
@@ -40,6 +42,8 @@ pub enum StartError {
     Spool(#[from] SpoolError),
     #[error("cannot register the data plane's metrics: {0}")]
     Metrics(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -63,6 +67,13 @@ impl ProxyState {
         runtime: &Handle,
     ) -> Result<(Arc<ProxyState>, BackgroundTasks), StartError> {
         let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
+        let tls = config
+            .proxy
+            .tls
+            .as_ref()
+            .map(|files| crate::tls::ReloadingCert::open(&files.cert, &files.key))
+            .transpose()
+            .map_err(StartError::Tls)?;
         let (spool, leftover) = open_spool(&config)?;
         let own_slot = spool.dir().to_path_buf();
         if !leftover.is_empty() {
@@ -127,7 +138,9 @@ impl ProxyState {
             upstream: UpstreamClient::new(
                 config.proxy.upstream_connect_timeout,
                 config.proxy.upstream_read_timeout,
+                config.proxy.upstream_ca_file.as_deref(),
             ),
+            tls: tls.clone(),
             credit,
             usage: UsageSink::new(tx, stats),
             limiter: RateLimiter::default(),
@@ -138,6 +151,12 @@ impl ProxyState {
         state.metrics.init_series(&state.config);
         let state = Arc::new(state);
         let mut tasks = tasks;
+        if let Some(cert) = &state.tls {
+            tasks.push((
+                "TLS certificate reloader",
+                runtime.spawn(crate::tls::watch(cert.clone(), shutdown_rx.clone())),
+            ));
+        }
         tasks.push((
             "health checks",
             runtime.spawn(crate::route::checks::run(state.router.clone(), shutdown_rx)),

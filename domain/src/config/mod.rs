@@ -91,8 +91,22 @@ pub struct ProxyConfig {
     /// Failed authentications of one client address per minute before its requests
     /// with keys not already in memory get 429 (without reaching the store).
     pub failed_auth_per_client_per_minute: u32,
-    /// HTTP/2 over plain TCP (prior knowledge, h2c) beside HTTP/1.1.
+    /// HTTP/2 beside HTTP/1.1: negotiated by ALPN over TLS, prior knowledge (h2c) over
+    /// plain TCP.
     pub http2: bool,
+    /// Serve the API over TLS with this certificate chain and key (PEM files,
+    /// re-read when they change).
+    pub tls: Option<TlsFiles>,
+    /// Verify providers' certificates against this CA bundle (PEM) instead of the
+    /// system's (private deployments).
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -62,6 +62,9 @@ pub struct RawProxy {
     pub max_concurrent_requests_per_client: Option<usize>,
     pub failed_auth_per_client_per_minute: Option<u32>,
     pub http2: Option<bool>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub upstream_ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

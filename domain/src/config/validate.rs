@@ -55,6 +55,20 @@ pub(super) fn validate(
             30,
         )?,
         http2: raw.proxy.http2.unwrap_or(true),
+        tls: match (raw.proxy.tls_cert, raw.proxy.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(("proxy.tls-key".into(), "is required with tls-cert".into()))
+            }
+            (None, Some(_)) => {
+                return Err(("proxy.tls-cert".into(), "is required with tls-key".into()))
+            }
+        },
+        upstream_ca_file: raw.proxy.upstream_ca_file.map(PathBuf::from),
         upgrade_socket: raw.proxy.upgrade_socket.map_or_else(
             || default_data_dir(&store_url_for_defaults).join("upgrade.sock"),
             PathBuf::from,

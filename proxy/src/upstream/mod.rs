@@ -90,9 +90,16 @@ enum Source {
 }
 
 impl UpstreamClient {
-    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> UpstreamClient {
+    /// `ca_file`: verify providers against this CA bundle instead of the system's.
+    pub fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+    ) -> UpstreamClient {
+        let mut options = pingora::connectors::ConnectorOptions::new(128);
+        options.ca_file = ca_file.map(|p| p.display().to_string());
         UpstreamClient {
-            connector: Connector::new(None),
+            connector: Connector::new(Some(options)),
             resolver: Resolver::default(),
             connect_timeout,
             read_timeout,
