@@ -53,7 +53,12 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
     .replace("127.0.0.1:8081", &format!("127.0.0.1:{}", free_port()))
     .replace("grace-period-secs = 5", "grace-period-secs = 0")
     .replace("127.0.0.1:9090", "127.0.0.1:0")
-    .replace("format = \"text\"", "format = \"json\"");
+    .replace("format = \"text\"", "format = \"json\"")
+    // No active checks: the request below must try the keyed provider.
+    .replace("health-check-interval-ms = 10000", "health-check-interval-ms = 0")
+        // A provider with a key, unreachable: its key must show nowhere either.
+        + "\n[[providers]]\nid = \"keyed\"\nkind = \"openai\"\nbase-url = \"http://127.0.0.1:1/v1\"\napi-key-env = \"CANARY_PROVIDER_KEY\"\n\n[[models]]\nid = \"keyed/x\"\ninput-usd-per-mtok = \"1\"\noutput-usd-per-mtok = \"1\"\ncontext-window = 1000\n";
+    let provider_key = format!("sk-canary{}", uuid::Uuid::new_v4().simple());
     let config_path = dir.path().join("tokenroute.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_path = config_path.to_str().unwrap().to_string();
@@ -63,6 +68,7 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
         .args(["--config", &config_path, "serve"])
         .current_dir(&data)
         .env("RUST_LOG", "debug")
+        .env("CANARY_PROVIDER_KEY", &provider_key)
         .stdout(Stdio::from(log_file.try_clone().unwrap()))
         .stderr(Stdio::from(log_file))
         .spawn()
@@ -84,6 +90,7 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
             "1",
         ])
         .current_dir(&data)
+        .env("CANARY_PROVIDER_KEY", &provider_key)
         .output()
         .unwrap();
     assert!(created.status.success());
@@ -108,6 +115,24 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
         let text = answer.text().await.unwrap();
         assert!(text.contains(&canary), "the mock echoes the prompt: {text}");
     }
+    // A request to the keyed (unreachable) provider, and one with a wrong key.
+    let failed = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "keyed/x", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let wrong_key = format!("tr-{}", uuid::Uuid::new_v4().simple());
+    let refused = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .bearer_auth(&wrong_key)
+        .json(&serde_json::json!({"model": "mock/echo", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     // Let the usage writer and the access log catch up, then stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = serve.id().to_string();
@@ -143,6 +168,16 @@ async fn p03_no_log_line_or_file_holds_a_prompt_or_a_completion() {
     );
     let in_data = files_with(&data, &canary);
     assert!(in_data.is_empty(), "found in {in_data:?}");
+    // No key — ours (valid or not) or the provider's — in a log line or a data file.
+    for (what, secret) in [
+        ("the client's key", &key[3..]),
+        ("a wrong key", &wrong_key[3..]),
+        ("the provider's key", provider_key.as_str()),
+    ] {
+        assert!(!log_text.contains(secret), "a log line holds {what}");
+        let found = files_with(&data, secret);
+        assert!(found.is_empty(), "{what} found in {found:?}");
+    }
     // The folder held what it should: the database, the spool, the access logs.
     assert!(data.join("data/tokenroute.db").exists());
     assert!(data.join("data/access-logs").is_dir());
