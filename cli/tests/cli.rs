@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -121,20 +121,8 @@ async fn a_running_serve_accepts_a_key_created_by_the_cli_and_meters_the_readme_
 
     // SIGTERM stops it cleanly (and writes the usage it metered).
     let mut serve = serve;
-    let pid = serve.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    serve.signal("-TERM");
+    let status = serve.exited(Duration::from_secs(20)).await;
     assert!(status.success(), "{status:?}");
     let stderr = std::io::read_to_string(serve.0.stderr.take().unwrap()).unwrap();
     assert!(

@@ -150,18 +150,9 @@ fn serve(dir: &Path, config: &str, port: u16) -> Serve {
 }
 
 /// SIGTERM, then the process's log.
-fn stop(mut serve: Serve) -> String {
-    let pid = serve.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while serve.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "serve did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+async fn stop(mut serve: Serve) -> String {
+    serve.signal("-TERM");
+    serve.exited(Duration::from_secs(20)).await;
     std::io::read_to_string(serve.0.stderr.take().unwrap()).unwrap()
 }
 
@@ -189,10 +180,10 @@ async fn the_same_1000_requests_route_the_same_in_two_processes_and_after_a_rest
     // A running gateway decides as the simulator did, and again after a restart.
     let running = serve(dir.path(), &config, port);
     let live = explain_all(port, &key, &requests).await;
-    stop(running);
+    stop(running).await;
     let running = serve(dir.path(), &config, port);
     let restarted = explain_all(port, &key, &requests).await;
-    stop(running);
+    stop(running).await;
     for (i, (sim, (a, b))) in simulated
         .iter()
         .zip(live.iter().zip(&restarted))
@@ -341,12 +332,7 @@ async fn the_config_reloads_under_load_without_a_failed_request() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     // 1. A new file and SIGHUP.
     std::fs::write(&config_path, with_weights(&original, 1, 3)).unwrap();
-    let pid = running.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    running.signal("-HUP");
     let v2 = wait_for_version_change(port, &key, &v1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -359,11 +345,7 @@ async fn the_config_reloads_under_load_without_a_failed_request() {
         ),
     )
     .unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    running.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
         version(port, &key).await,
@@ -398,7 +380,7 @@ async fn the_config_reloads_under_load_without_a_failed_request() {
             "requests were served under config {version}"
         );
     }
-    let log = stop(running);
+    let log = stop(running).await;
     assert!(log.contains("config reload refused"), "{log}");
     assert!(
         log.contains("routes[0].candidates[0].model"),

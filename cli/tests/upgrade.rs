@@ -202,20 +202,8 @@ max-output-tokens = 1000
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut old = old;
-    let pid = old.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-QUIT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(status) = old.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the old process did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    old.signal("-QUIT");
+    let status = old.exited(Duration::from_secs(40)).await;
     assert!(
         status.success(),
         "the old process exits cleanly: {status:?}"
@@ -239,17 +227,8 @@ max-output-tokens = 1000
 
     // Every answer is billed once, whichever process served it.
     let mut new = new;
-    let pid = new.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while new.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the new process did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    new.signal("-TERM");
+    new.exited(Duration::from_secs(30)).await;
     let ids: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
     let db = dir.path().join("data/tokenroute.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))

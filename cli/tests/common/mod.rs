@@ -2,7 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tokenroute");
@@ -74,5 +74,29 @@ pub fn wait_for_port(port: u16) {
             "serve did not start listening on {port}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Serve {
+    /// Sends the process a signal (`"-TERM"`, `"-QUIT"`, `"-HUP"`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits up to `within` for the process to exit (without blocking the runtime).
+    pub async fn exited(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not stop");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
