@@ -12,11 +12,10 @@ use std::io::{BufRead, Write};
 use serde_json::{json, Map, Value};
 use tokenroute_domain::config::Config;
 use tokenroute_domain::KeyLimits;
+use tokenroute_proxy::chat::ChatRequest;
 use tokenroute_proxy::meter::estimate_tokens;
 use tokenroute_proxy::route::health::Health;
-use tokenroute_proxy::route::{
-    decide, endpoint_key, Features, Fingerprint, RouteInput, Steering, ROUTE_KEY_HEADER,
-};
+use tokenroute_proxy::route::{decide, endpoint_key, Caller, RouteInput};
 
 /// One request of the file.
 struct Sample {
@@ -90,34 +89,24 @@ pub fn simulate(
             continue;
         }
         let n = n + 1;
-        let mut s = sample(&line).map_err(|e| format!("line {n}: {e}"))?;
-        let steering = Steering::take(&mut s.body).map_err(|(_, e)| format!("line {n}: {e}"))?;
-        let requested = s
-            .body
-            .get("model")
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("line {n}: no `model`"))?
-            .to_string();
-        let max_output = s
-            .body
-            .get("max_completion_tokens")
-            .or(s.body.get("max_tokens"))
-            .and_then(Value::as_u64);
-        let features = Features::of(&s.body, estimate_tokens(s.body_len), max_output);
-        let route_key = s
-            .headers
-            .get(ROUTE_KEY_HEADER)
-            .and_then(|v| v.to_str().ok());
-        let input = RouteInput {
-            requested: &requested,
+        let s = sample(&line).map_err(|e| format!("line {n}: {e}"))?;
+        // Read as the gateway reads a request (a request it would refuse is an error).
+        let mut chat = ChatRequest::from_map(s.body).map_err(|e| format!("line {n}: {e}"))?;
+        let steering = chat.take_steering().map_err(|e| format!("line {n}: {e}"))?;
+        let requested = chat.model.clone();
+        let caller = Caller {
             account_id: &s.account,
             key_id: &s.key,
             limits: &limits,
-            headers: &s.headers,
-            features,
-            fingerprint: Fingerprint::of(route_key, &s.body, &s.account),
-            steering: &steering,
         };
+        let input = RouteInput::of_chat(
+            &chat,
+            caller,
+            &s.headers,
+            &steering,
+            estimate_tokens(s.body_len),
+        );
+        let features = input.features;
         match decide(config, &input, &health, now) {
             Ok(decision) => {
                 routed += 1;

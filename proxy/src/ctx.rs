@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub endpoint: Option<String>,
     /// Why this target (`x-tokenroute-route`).
     pub route_header: Option<String>,
+    /// The client's address (the peer, or X-Forwarded-For from a trusted proxy).
+    pub client: String,
     /// The request's place in its client's in-flight count (released with the context).
     pub in_flight: Option<crate::guard::InFlight>,
 }

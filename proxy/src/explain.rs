@@ -28,7 +28,7 @@ pub async fn explain(
     let config = &*live.config;
     let input = RouteInput::of_chat(
         &chat,
-        &key,
+        key.as_ref().into(),
         &session.req_header().headers,
         &steering,
         estimate_tokens(raw.len()),

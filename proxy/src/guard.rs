@@ -77,7 +77,7 @@ impl ClientGuard {
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
             .sum::<usize>()
-            + req.uri.to_string().len();
+            + req.uri.path_and_query().map_or(0, |p| p.as_str().len());
         if bytes > self.limits.max_header_bytes {
             return Err(ApiError::HeadersTooLarge(format!(
                 "{bytes} bytes of request line and headers; at most {} are accepted",

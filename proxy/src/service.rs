@@ -53,6 +53,8 @@ impl ProxyHttp for TokenRoute {
         ) {
             self.state.clients.auth_failed(&client, now);
         }
+        // Kept for the access log (the logging phase).
+        ctx.client = client;
         if let Err(e) = result {
             if matches!(e, ApiError::Internal(_)) {
                 tracing::error!(request_id = %ctx.request_id, error = ?e, "internal error");
@@ -80,14 +82,6 @@ impl ProxyHttp for TokenRoute {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let duration_ms = ctx.started.map_or(0, |s| s.elapsed().as_millis());
         let req = session.req_header();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let forwarded_for = req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
         self.state
             .metrics
             .observe(&self.state.router.live().config, req.uri.path(), ctx);
@@ -100,11 +94,7 @@ impl ProxyHttp for TokenRoute {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok()),
             ),
-            client_ip: access_log::client_ip(
-                peer,
-                forwarded_for,
-                &self.state.config.log.trusted_proxies,
-            ),
+            client_ip: std::mem::take(&mut ctx.client),
             method: req.method.to_string(),
             url: access_log::redact(
                 req.uri

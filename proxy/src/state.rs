@@ -190,15 +190,9 @@ impl ProxyState {
         let old = self.router.live().config.clone();
         let started = &self.config;
         let restart_only = [
-            (
-                "proxy",
-                format!("{:?}", started.proxy) != format!("{:?}", config.proxy),
-            ),
+            ("proxy", started.proxy != config.proxy),
             ("store", started.store.url != config.store.url),
-            (
-                "usage",
-                format!("{:?}", started.usage) != format!("{:?}", config.usage),
-            ),
+            ("usage", started.usage != config.usage),
             (
                 "control-plane",
                 started.control_plane.listen != config.control_plane.listen,

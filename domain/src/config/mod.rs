@@ -56,7 +56,7 @@ pub struct Config {
     routes_by_id: HashMap<String, usize>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub threads: usize,
@@ -103,7 +103,7 @@ pub struct ProxyConfig {
 }
 
 /// A certificate chain and its private key, PEM files.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -185,7 +185,7 @@ pub struct RedisConfig {
     pub url: Secret<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UsageConfig {
     pub channel_capacity: usize,
     pub batch_size: usize,
@@ -264,6 +264,8 @@ pub struct Provider {
 pub struct ProviderEndpoint {
     /// `default` for the provider's `base-url`, else as configured.
     pub id: String,
+    /// `provider/endpoint`: what breakers, rules and metrics name it by.
+    pub key: String,
     /// `None` only for the mock provider.
     pub url: Option<Endpoint>,
     pub api_key: Option<Secret<String>>,
@@ -393,6 +395,11 @@ impl Config {
 
     pub fn route(&self, id: &str) -> Option<&Route> {
         self.routes_by_id.get(id).map(|&i| &self.routes[i])
+    }
+
+    /// What `name` stands for: the target of an alias, else `name` itself.
+    pub fn resolve_alias<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map_or(name, String::as_str)
     }
 
     /// The SQLite database file named by the store URL, when the store is SQLite.

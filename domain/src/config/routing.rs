@@ -160,13 +160,9 @@ pub(super) fn validate(
         .iter()
         .flat_map(|p| p.endpoints.iter().filter_map(|e| e.region.as_deref()))
         .collect();
-    let endpoints: HashSet<String> = providers
+    let endpoints: HashSet<&str> = providers
         .iter()
-        .flat_map(|p| {
-            p.endpoints
-                .iter()
-                .map(move |e| format!("{}/{}", p.id, e.id))
-        })
+        .flat_map(|p| p.endpoints.iter().map(|e| e.key.as_str()))
         .collect();
     let mut rules = Vec::with_capacity(raw_rules.len());
     let mut names = HashSet::new();
@@ -222,7 +218,7 @@ pub(super) fn validate(
             }
         }
         for endpoint in &then.endpoints {
-            if !endpoints.contains(endpoint) {
+            if !endpoints.contains(endpoint.as_str()) {
                 return Err((
                     at("then.endpoints"),
                     format!("`{endpoint}` is not a configured `provider/endpoint`"),

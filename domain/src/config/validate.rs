@@ -376,6 +376,7 @@ fn provider(
     };
     let base_url = raw.base_url.as_deref();
     let mut endpoints = vec![ProviderEndpoint {
+        key: format!("{}/default", raw.id),
         id: "default".into(),
         url: url("base-url", base_url)?,
         api_key: key("api-key-env", raw.api_key_env.as_deref())?,
@@ -394,6 +395,7 @@ fn provider(
             ));
         }
         endpoints.push(ProviderEndpoint {
+            key: format!("{}/{}", raw.id, e.id),
             url: url(
                 &format!("{here}.base-url"),
                 e.base_url.as_deref().or(base_url),

@@ -49,7 +49,6 @@ pub async fn forward(
     let deadline = started + settings.deadline;
     live.budget.deposit();
     let mut attempts: u32 = 0;
-    let mut budgeted = false;
     let mut last: Option<(Target, Dialect, Failure)> = None;
     // The last failure fallen back from, for the answer if nothing else is tried.
     let mut fell_back: Option<ApiError> = None;
@@ -57,17 +56,10 @@ pub async fn forward(
         if attempts as usize >= settings.max_attempts {
             break;
         }
-        if attempts > 0 && !budgeted {
-            // A fallback whose budget was not yet checked (the previous target was
-            // skipped, not failed).
-            if Instant::now() >= deadline || !live.budget.withdraw() {
-                break;
-            }
-        }
         let model = &config.models[target.model];
         let provider = &config.providers[target.provider];
         let endpoint_key = route::endpoint_key(config, target);
-        let breaker = state.router.health.breaker(&endpoint_key);
+        let breaker = state.router.health.breaker(endpoint_key);
         if !breaker.try_acquire(Instant::now()) {
             // Opened since the decision, or its one half-open probe is taken.
             continue;
@@ -158,8 +150,9 @@ pub async fn forward(
         let more = (attempts as usize) < settings.max_attempts
             && rank + 1 < decision.targets.len()
             && Instant::now() < deadline;
+        // The budget is spent here, once per fallback: a target skipped after it
+        // (its circuit opened meanwhile) passes the fallback on to the next one.
         if more && live.budget.withdraw() {
-            budgeted = true;
             state
                 .metrics
                 .fallbacks

@@ -91,7 +91,7 @@ async fn run(
     let prompt_estimate = estimate_tokens(body_len);
     let input = RouteInput::of_chat(
         &chat,
-        key,
+        key.into(),
         &session.req_header().headers,
         &steering,
         prompt_estimate,
@@ -194,10 +194,7 @@ fn resolve(
     key: &KeyRecord,
     model_id: &str,
 ) -> Result<(usize, usize), ApiError> {
-    let id = config
-        .aliases
-        .get(model_id)
-        .map_or(model_id, String::as_str);
+    let id = config.resolve_alias(model_id);
     let m = config
         .model_index(id)
         .ok_or_else(|| ApiError::UnknownModel(model_id.to_string()))?;

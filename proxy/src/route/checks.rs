@@ -33,7 +33,6 @@ pub async fn run(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
         for provider in &config.providers {
             for endpoint in &provider.endpoints {
                 let Some(url) = &endpoint.url else { continue };
-                let key = format!("{}/{}", provider.id, endpoint.id);
                 let ok = match resolver.resolve(&url.host, url.port).await {
                     Ok(addr) => {
                         let checker =
@@ -53,9 +52,9 @@ pub async fn run(router: Arc<Router>, mut shutdown: watch::Receiver<bool>) {
                     }
                     Err(_) => false,
                 };
-                let breaker = router.health.breaker(&key);
+                let breaker = router.health.breaker(&endpoint.key);
                 if !ok {
-                    tracing::warn!(endpoint = %key, "health check failed: the endpoint is out of rotation until one passes");
+                    tracing::warn!(endpoint = %endpoint.key, "health check failed: the endpoint is out of rotation until one passes");
                 }
                 breaker.checked(ok);
             }

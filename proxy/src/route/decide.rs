@@ -33,11 +33,29 @@ pub struct RouteInput<'a> {
     pub steering: &'a Steering,
 }
 
+/// Who sends a request, as routing sees it.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub account_id: &'a str,
+    pub key_id: &'a str,
+    pub limits: &'a KeyLimits,
+}
+
+impl<'a> From<&'a tokenroute_store::KeyRecord> for Caller<'a> {
+    fn from(key: &'a tokenroute_store::KeyRecord) -> Caller<'a> {
+        Caller {
+            account_id: &key.account_id,
+            key_id: &key.id,
+            limits: &key.limits,
+        }
+    }
+}
+
 impl<'a> RouteInput<'a> {
-    /// The routing input of a chat request by `key`.
+    /// The routing input of a chat request (its client steering already taken out).
     pub fn of_chat(
         chat: &'a crate::chat::ChatRequest,
-        key: &'a tokenroute_store::KeyRecord,
+        caller: Caller<'a>,
         headers: &'a HeaderMap,
         steering: &'a Steering,
         prompt_estimate: u64,
@@ -47,12 +65,12 @@ impl<'a> RouteInput<'a> {
             .and_then(|v| v.to_str().ok());
         RouteInput {
             requested: &chat.model,
-            account_id: &key.account_id,
-            key_id: &key.id,
-            limits: &key.limits,
+            account_id: caller.account_id,
+            key_id: caller.key_id,
+            limits: caller.limits,
             headers,
             features: Features::of(chat.body(), prompt_estimate, chat.max_output_tokens),
-            fingerprint: Fingerprint::of(route_key, chat.body(), &key.account_id),
+            fingerprint: Fingerprint::of(route_key, chat.body(), caller.account_id),
             steering,
         }
     }
@@ -122,7 +140,7 @@ enum Named<'c> {
 }
 
 fn lookup<'c>(config: &'c Config, name: &str) -> Option<Named<'c>> {
-    let name = config.aliases.get(name).map_or(name, String::as_str);
+    let name = config.resolve_alias(name);
     if let Some(i) = config.model_index(name) {
         return Some(Named::Model(i));
     }
@@ -166,10 +184,7 @@ pub fn decide(
             }
         }
     };
-    let resolved_name = config
-        .aliases
-        .get(requested)
-        .map_or(requested, String::as_str);
+    let resolved_name = config.resolve_alias(requested);
     let rule = config
         .rules
         .iter()
@@ -228,7 +243,7 @@ pub fn decide(
         let provider = &config.providers[p];
         let mut endpoints: Vec<(usize, f64)> = Vec::new();
         for (e, endpoint) in provider.endpoints.iter().enumerate() {
-            let key = format!("{}/{}", provider.id, endpoint.id);
+            let key = &endpoint.key;
             let mut exclude = |reason: String, kind| {
                 excluded.push(Exclusion {
                     model: model.id.clone(),
@@ -258,7 +273,7 @@ pub fn decide(
                     );
                     continue;
                 }
-                if !only.is_empty() && !only.contains(&key) {
+                if !only.is_empty() && !only.contains(key) {
                     exclude(
                         format!(
                             "not among the rule's endpoints (rule `{}`)",
@@ -269,11 +284,11 @@ pub fn decide(
                     continue;
                 }
             }
-            if let Some(why) = health.unavailable_because(&key, now) {
+            if let Some(why) = health.unavailable_because(key, now) {
                 exclude(why.into(), ExclusionKind::Unhealthy);
                 continue;
             }
-            endpoints.push((e, input.fingerprint.score(&key, endpoint.weight)));
+            endpoints.push((e, input.fingerprint.score(key, endpoint.weight)));
         }
         endpoints.sort_by(|a, b| b.1.total_cmp(&a.1));
         targets.extend(endpoints.into_iter().map(|(e, _)| Target {
@@ -484,8 +499,8 @@ fn steer(config: &Config, steering: &Steering, health: &Health, models: &mut Vec
                 let model = &config.models[m];
                 config
                     .provider(&model.provider)
-                    .and_then(|p| p.endpoints.first().map(|e| format!("{}/{}", p.id, e.id)))
-                    .and_then(|key| health.latency_ms(&key))
+                    .and_then(|p| p.endpoints.first())
+                    .and_then(|e| health.latency_ms(&e.key))
                     // Unmeasured endpoints sort last, in their rendezvous order.
                     .unwrap_or(f64::MAX)
             };

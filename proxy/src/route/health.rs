@@ -147,11 +147,6 @@ impl Health {
             .clone()
     }
 
-    /// Whether `provider/endpoint` is a candidate now (closed or half-open).
-    pub fn available(&self, endpoint: &str, now: Instant) -> bool {
-        self.unavailable_because(endpoint, now).is_none()
-    }
-
     /// Why `provider/endpoint` is no candidate now, if it is not.
     pub fn unavailable_because(&self, endpoint: &str, now: Instant) -> Option<&'static str> {
         let breakers = self.breakers.read().unwrap_or_else(PoisonError::into_inner);
@@ -230,10 +225,10 @@ mod tests {
     fn a_failed_active_check_takes_the_endpoint_out() {
         let h = Health::default();
         let now = Instant::now();
-        assert!(h.available("p/default", now));
+        assert!(h.unavailable_because("p/default", now).is_none());
         h.breaker("p/default").checked(false);
-        assert!(!h.available("p/default", now));
+        assert!(h.unavailable_because("p/default", now).is_some());
         h.breaker("p/default").checked(true);
-        assert!(h.available("p/default", now));
+        assert!(h.unavailable_because("p/default", now).is_none());
     }
 }

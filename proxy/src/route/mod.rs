@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 use tokenroute_domain::config::Config;
 
-pub use decide::{decide, Decision, RouteError, RouteInput, Target};
+pub use decide::{decide, Caller, Decision, RouteError, RouteInput, Target};
 pub use request::{Features, Fingerprint, FingerprintSource, ROUTE_KEY_HEADER};
 pub use steer::Steering;
 
@@ -74,9 +74,8 @@ fn live(config: Arc<Config>) -> Live {
 }
 
 /// `provider/endpoint`, the name an endpoint's breaker and metrics go by.
-pub fn endpoint_key(config: &Config, target: &Target) -> String {
-    let provider = &config.providers[target.provider];
-    format!("{}/{}", provider.id, provider.endpoints[target.endpoint].id)
+pub fn endpoint_key<'c>(config: &'c Config, target: &Target) -> &'c str {
+    &config.providers[target.provider].endpoints[target.endpoint].key
 }
 
 /// The `x-tokenroute-route` header: why this target (route, rule, rank, fingerprint
