@@ -4,6 +4,8 @@ use sqlx::Row;
 use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::NanoUsd;
 
+use crate::changes::Change;
+use crate::ledger::Versioned;
 use crate::{new_id, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +132,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no live account {id}")));
         }
+        self.announce(Change::Account { id: id.to_string() }).await;
         Ok(())
     }
 
@@ -160,6 +163,7 @@ impl Store {
         // Revoked keys take their debug logs with them ([P6]).
         end_sessions_and_debug_logs(&mut tx, id).await?;
         tx.commit().await?;
+        self.announce(Change::Account { id: id.to_string() }).await;
         Ok(())
     }
 
@@ -246,6 +250,27 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(NanoUsd(nanos.unwrap_or(0)))
+    }
+
+    /// The balance with its version: of two reads, the higher version is the later
+    /// balance (changes of one account are serialized by its row's lock).
+    pub async fn balance_versioned(&self, account_id: &str) -> Result<Versioned, StoreError> {
+        let row = sqlx::query(
+            "SELECT balance_nanos, version FROM account_balances WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Versioned {
+                balance: NanoUsd(row.try_get("balance_nanos")?),
+                version: row.try_get("version")?,
+            },
+            None => Versioned {
+                balance: NanoUsd::ZERO,
+                version: 0,
+            },
+        })
     }
 }
 

@@ -62,7 +62,11 @@ impl Store {
                 .await
                 .map_err(StoreError::Connect)?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            changes: crate::changes::Listener::default(),
+        })
     }
 
     /// Applies the migrations in `migrations/<backend>/` that have not run yet.

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use crate::changes::Change;
 use crate::{Store, StoreError};
 
 /// How long a debug log is kept ([P6]).
@@ -99,6 +100,10 @@ impl Store {
                 "no usable key with id {key_id}"
             )));
         }
+        self.announce(Change::Key {
+            id: key_id.to_string(),
+        })
+        .await;
         Ok(())
     }
 }

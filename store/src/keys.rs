@@ -5,6 +5,7 @@ use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::{KeyHash, KeyLimits, NanoUsd};
 
+use crate::changes::Change;
 use crate::{new_id, Store, StoreError};
 
 /// What to create: the key's owner and its name.
@@ -193,6 +194,10 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no key with id {key_id}")));
         }
+        self.announce(Change::Key {
+            id: key_id.to_string(),
+        })
+        .await;
         Ok(())
     }
 
@@ -235,6 +240,10 @@ impl Store {
                 return Err(StoreError::NotFound(format!("no key with id {key_id}")));
             }
         }
+        self.announce(Change::Key {
+            id: key_id.to_string(),
+        })
+        .await;
         Ok(done.rows_affected() == 1)
     }
 
@@ -253,6 +262,10 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no key with id {key_id}")));
         }
+        self.announce(Change::Key {
+            id: key_id.to_string(),
+        })
+        .await;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::NanoUsd;
 
+use crate::changes::Change;
 use crate::{new_id, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,14 @@ impl LedgerKind {
     }
 }
 
+/// A balance and its version in the projection (`account_balances.version`), which
+/// every change advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versioned {
+    pub balance: NanoUsd,
+    pub version: i64,
+}
+
 /// Adds `delta` to the account's balance projection (inside the caller's transaction)
 /// and returns the new balance.
 pub(crate) async fn add_to_balance(
@@ -42,8 +51,9 @@ pub(crate) async fn add_to_balance(
     delta: NanoUsd,
 ) -> Result<NanoUsd, StoreError> {
     let balance: i64 = sqlx::query_scalar(
-        "INSERT INTO account_balances (account_id, balance_nanos) VALUES ($1, $2)
-         ON CONFLICT (account_id) DO UPDATE SET balance_nanos = account_balances.balance_nanos + $2
+        "INSERT INTO account_balances (account_id, balance_nanos, version) VALUES ($1, $2, 1)
+         ON CONFLICT (account_id) DO UPDATE SET balance_nanos = account_balances.balance_nanos + $2,
+             version = account_balances.version + 1
          RETURNING balance_nanos",
     )
     .bind(account_id)
@@ -58,21 +68,22 @@ pub(crate) async fn add_to_balance(
 pub(crate) async fn add_to_balances(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     deltas: &[(&str, NanoUsd)],
-) -> Result<Vec<(String, NanoUsd)>, StoreError> {
+) -> Result<Vec<(String, Versioned)>, StoreError> {
     use sqlx::Row;
     if deltas.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "INSERT INTO account_balances (account_id, balance_nanos) VALUES {}
+        "INSERT INTO account_balances (account_id, balance_nanos, version) VALUES {}
          ON CONFLICT (account_id) DO UPDATE
-             SET balance_nanos = account_balances.balance_nanos + excluded.balance_nanos
-         RETURNING account_id, balance_nanos",
-        crate::usage::placeholders(deltas.len(), 2)
+             SET balance_nanos = account_balances.balance_nanos + excluded.balance_nanos,
+                 version = account_balances.version + 1
+         RETURNING account_id, balance_nanos, version",
+        crate::usage::placeholders(deltas.len(), 3)
     );
     let mut query = sqlx::query(&sql);
     for (account_id, delta) in deltas {
-        query = query.bind(*account_id).bind(delta.nanos());
+        query = query.bind(*account_id).bind(delta.nanos()).bind(1_i64);
     }
     query
         .fetch_all(&mut **tx)
@@ -81,7 +92,10 @@ pub(crate) async fn add_to_balances(
         .map(|r| {
             Ok((
                 r.try_get("account_id")?,
-                NanoUsd(r.try_get("balance_nanos")?),
+                Versioned {
+                    balance: NanoUsd(r.try_get("balance_nanos")?),
+                    version: r.try_get("version")?,
+                },
             ))
         })
         .collect::<Result<_, sqlx::Error>>()
@@ -129,6 +143,12 @@ impl Store {
             add_to_balance(&mut tx, account_id, amount).await?;
         }
         tx.commit().await?;
+        if booked {
+            self.announce(Change::Balance {
+                account_id: account_id.to_string(),
+            })
+            .await;
+        }
         Ok(booked)
     }
 

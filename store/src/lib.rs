@@ -10,6 +10,7 @@ mod accounts;
 mod announcements;
 mod audit;
 pub mod backup;
+mod changes;
 mod connect;
 mod debug_logs;
 mod error;
@@ -25,11 +26,12 @@ mod web_sessions;
 pub use accounts::{Account, AccountSummary};
 pub use announcements::{Announcement, NewAnnouncement};
 pub use audit::{AdminAction, NewAdminAction};
+pub use changes::{Change, ChangeListener};
 pub use connect::Backend;
 pub use debug_logs::{DebugLog, DEBUG_LOG_RETENTION_MS};
 pub use error::StoreError;
 pub use keys::{KeyRecord, NewKey};
-pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport};
+pub use ledger::{Discrepancy, LedgerEntry, LedgerKind, LedgerReport, Versioned};
 pub use retention::{Expired, ACCOUNT_PURGE_AFTER_MS, USAGE_RETENTION_MS};
 pub use topups::TopUp;
 pub use usage::RecordedUsage;
@@ -43,6 +45,7 @@ use sqlx::AnyPool;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    changes: changes::Listener,
 }
 
 impl Store {

@@ -5,6 +5,7 @@ use sqlx::Row;
 use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::NanoUsd;
 
+use crate::changes::Change;
 use crate::ledger::{add_to_balance, LedgerKind};
 use crate::{new_id, Store, StoreError};
 
@@ -107,6 +108,12 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if booked {
+            self.announce(Change::Balance {
+                account_id: account_id.to_string(),
+            })
+            .await;
+        }
         Ok(booked)
     }
 

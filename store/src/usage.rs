@@ -27,6 +27,8 @@ pub struct RecordedUsage {
     pub inserted: usize,
     /// Each account of the batch, with its balance after the batch.
     pub balances: HashMap<String, NanoUsd>,
+    /// Each account's balance version after the batch (see [`Versioned`]).
+    pub versions: HashMap<String, i64>,
 }
 
 pub(crate) const USAGE_COLUMNS: &str =
@@ -82,6 +84,7 @@ impl Store {
         for recorded in written {
             total.inserted += recorded.inserted;
             total.balances.extend(recorded.balances);
+            total.versions.extend(recorded.versions);
         }
         Ok(total)
     }
@@ -178,11 +181,19 @@ impl Store {
         }
         let debited: Vec<(&str, NanoUsd)> = debited.into_iter().collect();
         let mut balances = HashMap::with_capacity(debited.len());
+        let mut versions = HashMap::with_capacity(debited.len());
         for chunk in debited.chunks(rows_per_statement) {
-            balances.extend(add_to_balances(&mut tx, chunk).await?);
+            for (account, now) in add_to_balances(&mut tx, chunk).await? {
+                versions.insert(account.clone(), now.version);
+                balances.insert(account, now.balance);
+            }
         }
         tx.commit().await?;
-        Ok(RecordedUsage { inserted, balances })
+        Ok(RecordedUsage {
+            inserted,
+            balances,
+            versions,
+        })
     }
 
     /// The account's usage, newest first.

@@ -82,11 +82,12 @@ deltas AS (
     GROUP BY a.account_id
 ),
 balances AS (
-    INSERT INTO account_balances (account_id, balance_nanos)
-    SELECT account_id, delta FROM deltas
+    INSERT INTO account_balances (account_id, balance_nanos, version)
+    SELECT account_id, delta, 1 FROM deltas
     ON CONFLICT (account_id) DO UPDATE
-        SET balance_nanos = account_balances.balance_nanos + excluded.balance_nanos
-    RETURNING account_id, balance_nanos
+        SET balance_nanos = account_balances.balance_nanos + excluded.balance_nanos,
+            version = account_balances.version + 1
+    RETURNING account_id, balance_nanos, version
 ),
 touched AS (
     UPDATE api_keys k SET last_used_at = t.at
@@ -94,9 +95,10 @@ touched AS (
     WHERE k.id = t.key_id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)
     RETURNING k.id
 )
-SELECT NULL::text AS account_id, (SELECT COUNT(*) FROM inserted)::bigint AS value
+SELECT NULL::text AS account_id, (SELECT COUNT(*) FROM inserted)::bigint AS value,
+    0::bigint AS version
 UNION ALL
-SELECT account_id, balance_nanos FROM balances
+SELECT account_id, balance_nanos, version FROM balances
 ";
 
 impl Store {
@@ -140,12 +142,16 @@ impl Store {
         let mut recorded = RecordedUsage {
             inserted: 0,
             balances: HashMap::with_capacity(result.len()),
+            versions: HashMap::with_capacity(result.len()),
         };
         for row in result {
             let value: i64 = row.try_get("value")?;
             match row.try_get::<Option<String>, _>("account_id")? {
                 None => recorded.inserted = usize::try_from(value).unwrap_or(0),
                 Some(account) => {
+                    recorded
+                        .versions
+                        .insert(account.clone(), row.try_get("version")?);
                     recorded.balances.insert(account, NanoUsd(value));
                 }
             }
