@@ -28,6 +28,8 @@ pub enum LaunchError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -115,6 +117,10 @@ fn launch_inner(
         .build()
         .map_err(LaunchError::Runtime)?;
     let store = runtime.block_on(Store::open(&config.store.url, config.store.max_connections))?;
+    // Both planes' metrics, served together at `metrics.listen`.
+    let registry = prometheus::Registry::new();
+    let (store, shared) = tokenroute_proxy::shared::attach(&config, store, &registry)
+        .map_err(|e| LaunchError::Redis(e.to_string()))?;
     // One writer for both planes' access logs ([P5]).
     let access_log =
         AccessLog::open(&config.log.access_log_dir).map_err(|source| LaunchError::AccessLog {
@@ -122,8 +128,6 @@ fn launch_inner(
             source,
         })?;
 
-    // Both planes' metrics, served together at `metrics.listen`.
-    let registry = prometheus::Registry::new();
     let (control_plane_stop, control_plane_stop_rx) = watch::channel(false);
     let mut control_plane_addr = None;
     let mut control_plane = None;
@@ -187,6 +191,7 @@ fn launch_inner(
             access_log,
             &registry,
             running.runtime.handle(),
+            shared,
         )?;
         proxy_state = Some(state.clone());
         running.proxy_state = Some(state.clone());

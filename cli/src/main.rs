@@ -543,6 +543,10 @@ where
         let store = Store::open(&config.store.url, 2)
             .await
             .map_err(|e| e.to_string())?;
+        // Changes made here (revocations, credits) reach every node at once.
+        let (store, _shared) =
+            tokenroute_proxy::shared::attach(config, store, &prometheus::Registry::new())
+                .map_err(|e| e.to_string())?;
         let result = task(store.clone()).await;
         store.close().await;
         result

@@ -2,11 +2,14 @@
 //! send it) → SHA-256 → in-memory cache → the store on a miss.
 //!
 //! A cached key is trusted for `key-cache-ttl-ms` (1 s by default) and then read
-//! again, which bounds how long a revoked key keeps working on any node. When the
-//! store cannot answer, a key already known keeps working from memory.
+//! again, which bounds how long a revoked key keeps working on any node. In a fleet
+//! sharing Redis, changes are also broadcast ([`crate::shared::changes`]) and drop the
+//! entry at once, so a long TTL is safe — but only while this node hears them: when
+//! it does not, entries live at most [`UNHEARD_TTL`]. When the store cannot answer, a
+//! key already known keeps working from memory.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use pingora::http::RequestHeader;
@@ -21,6 +24,8 @@ const MAX_ENTRIES: usize = 100_000;
 /// How long a request waits for the store to re-check a known key before using the
 /// copy in memory.
 const STORE_WAIT: Duration = Duration::from_millis(500);
+/// How long an entry is trusted while changes are not being heard.
+const UNHEARD_TTL: Duration = Duration::from_secs(1);
 
 /// How a key was found, as the lookup counters count it.
 #[derive(Clone, Copy)]
@@ -38,6 +43,10 @@ pub struct KeyCache {
     entries: RwLock<HashMap<KeyHash, (Arc<KeyRecord>, Instant)>>,
     /// Lookup counters (hit, miss, stale), resolved once: no label hashing per request.
     lookups: Option<[prometheus::IntCounter; 4]>,
+    /// Whether changes are heard (set when the fleet shares Redis).
+    listening: Option<crate::shared::changes::Listening>,
+    /// Keys being read from the store now, each behind one gate.
+    reading: Mutex<HashMap<KeyHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl KeyCache {
@@ -47,7 +56,30 @@ impl KeyCache {
             ttl,
             entries: RwLock::new(HashMap::new()),
             lookups: None,
+            listening: None,
+            reading: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Trusts entries for the full TTL only while `listening` says changes are heard.
+    pub fn with_listening(mut self, listening: crate::shared::changes::Listening) -> KeyCache {
+        self.listening = Some(listening);
+        self
+    }
+
+    fn ttl(&self) -> Duration {
+        match &self.listening {
+            Some(l) if !l.is_listening() => self.ttl.min(UNHEARD_TTL),
+            _ => self.ttl,
+        }
+    }
+
+    /// Drops the entries `stale` picks (a key or an account changed elsewhere).
+    pub fn forget(&self, stale: impl Fn(&KeyRecord) -> bool) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (record, _)| !stale(record));
     }
 
     /// Counts lookups by result (`hit`, `miss`, `stale`, `unknown`) in `lookups`.
@@ -98,19 +130,55 @@ impl KeyCache {
         })
     }
 
-    async fn lookup(&self, hash: KeyHash) -> Result<Arc<KeyRecord>, ApiError> {
-        let cached = self
-            .entries
+    fn cached(&self, hash: &KeyHash) -> Option<(Arc<KeyRecord>, Instant)> {
+        self.entries
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&hash)
-            .cloned();
-        if let Some((record, at)) = &cached {
-            if at.elapsed() < self.ttl {
-                self.count(Lookup::Hit);
-                return Ok(record.clone());
-            }
+            .get(hash)
+            .cloned()
+    }
+
+    async fn lookup(&self, hash: KeyHash) -> Result<Arc<KeyRecord>, ApiError> {
+        let fresh = |cached: &Option<(Arc<KeyRecord>, Instant)>| {
+            cached
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < self.ttl())
+                .map(|(record, _)| record.clone())
+        };
+        let cached = self.cached(&hash);
+        if let Some(record) = fresh(&cached) {
+            self.count(Lookup::Hit);
+            return Ok(record);
         }
+        // One store read per key at a time: a burst of requests with a key not in
+        // memory (a new key, a node just started, a change just heard) waits for the
+        // first one's read instead of sending the store one read each.
+        let gate = self
+            .reading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(hash.clone())
+            .or_default()
+            .clone();
+        let _turn = gate.lock().await;
+        let cached = self.cached(&hash);
+        if let Some(record) = fresh(&cached) {
+            self.count(Lookup::Hit);
+            return Ok(record);
+        }
+        let result = self.read(hash.clone(), cached).await;
+        self.reading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&hash);
+        result
+    }
+
+    async fn read(
+        &self,
+        hash: KeyHash,
+        cached: Option<(Arc<KeyRecord>, Instant)>,
+    ) -> Result<Arc<KeyRecord>, ApiError> {
         let fetched = tokio::time::timeout(STORE_WAIT, self.store.key_by_hash(&hash)).await;
         let record = match (fetched, cached) {
             (Ok(Ok(Some(record))), _) => {

@@ -27,6 +27,7 @@ mod models;
 mod respond;
 pub mod route;
 pub mod service;
+pub mod shared;
 pub mod state;
 mod surface;
 pub mod tls;

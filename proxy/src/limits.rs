@@ -78,36 +78,43 @@ impl Window {
     }
 
     fn headers(&self, limits: &KeyLimits, now: Instant) -> Headers {
-        let mut h = Vec::new();
         let until_clear = |last: Option<Instant>| {
             last.map_or(Duration::ZERO, |t| {
                 (t + WINDOW).saturating_duration_since(now)
             })
         };
-        if let Some(rpm) = limits.rpm {
-            h.push(("x-ratelimit-limit-requests", rpm.to_string()));
-            h.push((
-                "x-ratelimit-remaining-requests",
-                rpm.saturating_sub(self.requests.len() as u64).to_string(),
-            ));
-            h.push((
-                "x-ratelimit-reset-requests",
-                openai_duration(until_clear(self.requests.back().copied())),
-            ));
-        }
-        if let Some(tpm) = limits.tpm {
-            h.push(("x-ratelimit-limit-tokens", tpm.to_string()));
-            h.push((
-                "x-ratelimit-remaining-tokens",
-                tpm.saturating_sub(self.token_sum).to_string(),
-            ));
-            h.push((
-                "x-ratelimit-reset-tokens",
-                openai_duration(until_clear(self.tokens.back().map(|t| t.1))),
-            ));
-        }
-        h
+        headers(
+            limits,
+            (
+                self.requests.len() as u64,
+                until_clear(self.requests.back().copied()),
+            ),
+            (self.token_sum, until_clear(self.tokens.back().map(|t| t.1))),
+        )
     }
+}
+
+/// The `x-ratelimit-*` headers of a key whose windows hold `requests` and `tokens`,
+/// each with the time until the window is clear.
+pub fn headers(limits: &KeyLimits, requests: (u64, Duration), tokens: (u64, Duration)) -> Headers {
+    let mut h = Vec::new();
+    if let Some(rpm) = limits.rpm {
+        h.push(("x-ratelimit-limit-requests", rpm.to_string()));
+        h.push((
+            "x-ratelimit-remaining-requests",
+            rpm.saturating_sub(requests.0).to_string(),
+        ));
+        h.push(("x-ratelimit-reset-requests", openai_duration(requests.1)));
+    }
+    if let Some(tpm) = limits.tpm {
+        h.push(("x-ratelimit-limit-tokens", tpm.to_string()));
+        h.push((
+            "x-ratelimit-remaining-tokens",
+            tpm.saturating_sub(tokens.0).to_string(),
+        ));
+        h.push(("x-ratelimit-reset-tokens", openai_duration(tokens.1)));
+    }
+    h
 }
 
 impl RateLimiter {

@@ -13,6 +13,9 @@ use crate::credit::{run_refresher, CreditBook};
 use crate::limits::RateLimiter;
 use crate::meter::spool::{slot_dir, Spool, SpoolConfig, SpoolError, SLOTS};
 use crate::meter::writer::{UsageSink, UsageWriter};
+use crate::shared::book::SharedBook;
+use crate::shared::changes::{Listening, OnChange};
+use crate::shared::Shared;
 use crate::upstream::UpstreamClient;
 
 pub struct ProxyState {
@@ -21,7 +24,7 @@ pub struct ProxyState {
     /// which a reload replaces.
     pub config: Arc<Config>,
     pub router: Arc<crate::route::Router>,
-    pub keys: KeyCache,
+    pub keys: Arc<KeyCache>,
     pub credit: Arc<CreditBook>,
     pub usage: UsageSink,
     pub upstream: UpstreamClient,
@@ -33,6 +36,8 @@ pub struct ProxyState {
     pub clients: Arc<crate::guard::ClientGuard>,
     /// The API's TLS certificate, when it serves TLS.
     pub tls: Option<Arc<crate::tls::ReloadingCert>>,
+    /// The fleet's book in Redis, when nodes share state (`[redis]`).
+    pub shared: Option<Arc<SharedBook>>,
 }
 
 /// Why the data plane's state could not be built.
@@ -65,8 +70,11 @@ impl ProxyState {
         access_log: tokenroute_store::access_log::AccessLog,
         registry: &prometheus::Registry,
         runtime: &Handle,
+        shared: Option<Arc<Shared>>,
     ) -> Result<(Arc<ProxyState>, BackgroundTasks), StartError> {
-        let (credit, refresh_rx) = CreditBook::new(store.clone(), config.proxy.balance_refresh);
+        let book = shared.map(SharedBook::new);
+        let (credit, refresh_rx) =
+            CreditBook::new(store.clone(), config.proxy.balance_refresh, book.clone());
         let tls = config
             .proxy
             .tls
@@ -103,6 +111,7 @@ impl ProxyState {
             own_slot,
             store.clone(),
             config.usage.batch_size,
+            book.clone(),
             shutdown_rx.clone(),
         );
         let (debug, debug_writer) = crate::debug_log::start(store.clone(), shutdown_rx.clone());
@@ -124,6 +133,12 @@ impl ProxyState {
         ];
         let metrics = crate::metrics::ProxyMetrics::new(registry, stats.clone())
             .map_err(|e| StartError::Metrics(e.to_string()))?;
+        let listening = Listening::default();
+        let mut keys = KeyCache::new(store, config.proxy.key_cache_ttl)
+            .with_metrics(metrics.key_cache.clone());
+        if book.is_some() {
+            keys = keys.with_listening(listening.clone());
+        }
         let state = ProxyState {
             router: Arc::new(crate::route::Router::new(config.clone())),
             clients: crate::guard::ClientGuard::new(crate::guard::Limits {
@@ -132,8 +147,7 @@ impl ProxyState {
                 max_in_flight_per_client: config.proxy.max_concurrent_per_client,
                 failed_auth_per_minute: config.proxy.failed_auth_per_client_per_minute,
             }),
-            keys: KeyCache::new(store, config.proxy.key_cache_ttl)
-                .with_metrics(metrics.key_cache.clone()),
+            keys: Arc::new(keys),
             metrics,
             upstream: UpstreamClient::new(
                 config.proxy.upstream_connect_timeout,
@@ -147,6 +161,7 @@ impl ProxyState {
             debug,
             access_log,
             config,
+            shared: book,
         };
         state.metrics.init_series(&state.config);
         let state = Arc::new(state);
@@ -157,11 +172,54 @@ impl ProxyState {
                 runtime.spawn(crate::tls::watch(cert.clone(), shutdown_rx.clone())),
             ));
         }
+        if let Some(book) = &state.shared {
+            let forget = Arc::new(Forget {
+                keys: state.keys.clone(),
+                credit: state.credit.clone(),
+            });
+            tasks.push((
+                "change listener",
+                runtime.spawn(crate::shared::changes::listen(
+                    book.shared().clone(),
+                    forget,
+                    listening,
+                    shutdown_rx.clone(),
+                )),
+            ));
+            tasks.push((
+                "shared hold renewal",
+                runtime.spawn(book.clone().renew_leases(shutdown_rx.clone())),
+            ));
+        }
         tasks.push((
             "health checks",
             runtime.spawn(crate::route::checks::run(state.router.clone(), shutdown_rx)),
         ));
         Ok((state, BackgroundTasks { shutdown, tasks }))
+    }
+}
+
+/// What a node does with changes heard from other processes.
+struct Forget {
+    keys: Arc<KeyCache>,
+    credit: Arc<CreditBook>,
+}
+
+impl OnChange for Forget {
+    fn changed(&self, change: tokenroute_store::Change) {
+        use tokenroute_store::Change;
+        match change {
+            Change::Key { id } => self.keys.forget(|k| k.id == id),
+            Change::Account { id } => {
+                self.keys.forget(|k| k.account_id == id);
+                self.credit.balance_changed(&id);
+            }
+            Change::Balance { account_id } => self.credit.balance_changed(&account_id),
+        }
+    }
+
+    fn resync(&self) {
+        self.keys.forget(|_| true);
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use tokenroute_tests::gateway::Options;
 use tokenroute_tests::{on_both_stores, Backend, FakeOpenAi, Gateway};
 
 /// The value of the sample `name{labels}` (every label given must match exactly, and
@@ -208,7 +209,19 @@ async fn metrics_count_known_traffic_exactly(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_and_alerts_name_real_metrics() {
     let fake = FakeOpenAi::start().await;
-    let gw = Gateway::start(Backend::Sqlite, &fake).await;
+    // With a Redis, as a fleet runs: its metrics are in the dashboard and the alerts too.
+    let gw = Gateway::start_with(
+        Backend::Sqlite,
+        &fake,
+        Options {
+            extra_toml: format!(
+                "[redis]\nurl = \"redis://127.0.0.1:6379\"\nkey-prefix = \"m{}\"\n",
+                uuid::Uuid::new_v4().simple()
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
     // Traffic that touches every metric (labelled ones appear with their first sample).
     let (key, _, _) = gw.key_with_credits("grafana@example.com", "1").await;
     let client = reqwest::Client::new();
@@ -229,7 +242,9 @@ async fn the_dashboard_and_alerts_name_real_metrics() {
         .await
         .unwrap();
     let text = scrape_until(&gw.metrics, |t| {
-        t.contains("tokenroute_requests_total{") && t.contains("tokenroute_errors_total{")
+        t.contains("tokenroute_requests_total{")
+            && t.contains("tokenroute_errors_total{")
+            && t.contains("tokenroute_invalidations_total{")
     })
     .await;
     let exported: Vec<&str> = text

@@ -180,9 +180,33 @@ pub struct StoreConfig {
     pub max_connections: u32,
 }
 
+/// Redis, for state shared by several proxy nodes: key and account changes broadcast,
+/// rate limits, concurrency caps and credit reservations counted across the fleet.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub url: Secret<String>,
+    /// One server (`url`), or a Redis Cluster's seed nodes (`cluster-nodes`).
+    pub nodes: Vec<Secret<String>>,
+    pub cluster: bool,
+    pub on_outage: RedisOutage,
+    /// How long one Redis call may take before it counts as an outage.
+    pub timeout: Duration,
+    /// How long an in-flight request's credit hold lives without its node renewing it
+    /// (a node that dies frees its holds after this).
+    pub hold_lease: Duration,
+    /// How long a settled (metered, not yet in the store) request's charge stays held.
+    pub settled_lease: Duration,
+    /// Prefix of every key TokenRoute writes, so one Redis can serve several fleets.
+    pub key_prefix: String,
+}
+
+/// What the data plane does while Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisOutage {
+    /// Each node counts limits and holds credit on its own (a fleet of N may then let
+    /// through N times a limit) and says so in a metric and a warning.
+    Local,
+    /// Requests that need shared state are refused with 503 until Redis is back.
+    Refuse,
 }
 
 #[derive(Debug, Clone, PartialEq)]

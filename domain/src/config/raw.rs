@@ -123,7 +123,13 @@ pub struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRedis {
-    pub url: String,
+    pub url: Option<String>,
+    pub cluster_nodes: Option<Vec<String>>,
+    pub on_outage: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub hold_lease_ms: Option<u64>,
+    pub settled_lease_ms: Option<u64>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -323,3 +323,50 @@ fn email_needs_an_smtp_url_and_a_sender() {
         }
     }
 }
+
+#[test]
+fn redis_is_one_server_or_a_cluster_with_an_outage_policy() {
+    let one = parse("[redis]\nurl = \"redis://10.0.0.9:6379\"").unwrap();
+    let redis = one.redis.unwrap();
+    assert!(!redis.cluster);
+    assert_eq!(redis.on_outage, RedisOutage::Local);
+    assert_eq!(redis.hold_lease, Duration::from_secs(30));
+    assert_eq!(redis.key_prefix, "tokenroute");
+    let cluster = parse(
+        "[redis]\ncluster-nodes = [\"redis://a:1\", \"redis://b:2\"]\non-outage = \"refuse\"",
+    )
+    .unwrap()
+    .redis
+    .unwrap();
+    assert!(cluster.cluster);
+    assert_eq!(cluster.nodes.len(), 2);
+    assert_eq!(cluster.on_outage, RedisOutage::Refuse);
+    assert!(parse("").unwrap().redis.is_none());
+    for (text, key) in [
+        ("[redis]", "redis"),
+        (
+            "[redis]\nurl = \"redis://a\"\ncluster-nodes = [\"redis://b\"]",
+            "redis",
+        ),
+        ("[redis]\ncluster-nodes = []", "redis.cluster-nodes"),
+        ("[redis]\nurl = \"http://a\"", "redis.url"),
+        (
+            "[redis]\ncluster-nodes = [\"redis://a\", \"b\"]",
+            "redis.cluster-nodes[1]",
+        ),
+        (
+            "[redis]\nurl = \"redis://a\"\non-outage = \"panic\"",
+            "redis.on-outage",
+        ),
+        (
+            "[redis]\nurl = \"redis://a\"\nkey-prefix = \"{x}\"",
+            "redis.key-prefix",
+        ),
+        (
+            "[redis]\nurl = \"redis://a\"\ntimeout-ms = 0",
+            "redis.timeout-ms",
+        ),
+    ] {
+        assert_eq!(error_of(text).0, key, "{text}");
+    }
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawConfig, RawModel, RawOidc, RawProvider, RawStripe};
+use super::raw::{RawConfig, RawModel, RawOidc, RawProvider, RawRedis, RawStripe};
 use super::*;
 use crate::money::NanoUsd;
 
@@ -173,9 +173,7 @@ pub(super) fn validate(
         url: store_url,
         max_connections: positive("store.max-connections", raw.store.max_connections, 16)?,
     };
-    let redis = raw.redis.map(|r| RedisConfig {
-        url: Secret::new(r.url),
-    });
+    let redis = raw.redis.map(redis).transpose()?;
     let usage = UsageConfig {
         channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
         batch_size: positive("usage.batch-size", raw.usage.batch_size, 1024)?,
@@ -684,6 +682,64 @@ fn positive<T: PartialOrd + Default + Copy>(
         return Err((key.to_string(), "must be greater than 0".into()));
     }
     Ok(v)
+}
+
+fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {
+    let (nodes, cluster) = match (raw.url, raw.cluster_nodes) {
+        (Some(url), None) => (vec![url], false),
+        (None, Some(nodes)) if !nodes.is_empty() => (nodes, true),
+        (None, Some(_)) => {
+            return Err(("redis.cluster-nodes".into(), "names no node".into()));
+        }
+        (Some(_), Some(_)) => {
+            return Err((
+                "redis".into(),
+                "set `url` (one server) or `cluster-nodes` (a Redis Cluster), not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                "redis".into(),
+                "set `url` (one server) or `cluster-nodes` (a Redis Cluster)".into(),
+            ));
+        }
+    };
+    for (i, node) in nodes.iter().enumerate() {
+        if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+            let key = if cluster {
+                format!("redis.cluster-nodes[{i}]")
+            } else {
+                "redis.url".into()
+            };
+            return Err((key, "must start with redis:// or rediss://".into()));
+        }
+    }
+    let on_outage = match raw.on_outage.as_deref() {
+        None | Some("local") => RedisOutage::Local,
+        Some("refuse") => RedisOutage::Refuse,
+        Some(other) => {
+            return Err((
+                "redis.on-outage".into(),
+                format!("`{other}` is not one of: local, refuse"),
+            ));
+        }
+    };
+    let key_prefix = raw.key_prefix.unwrap_or_else(|| "tokenroute".into());
+    if key_prefix.is_empty() || key_prefix.contains(['{', '}', ' ']) {
+        return Err((
+            "redis.key-prefix".into(),
+            "must be non-empty, without spaces or braces".into(),
+        ));
+    }
+    Ok(RedisConfig {
+        nodes: nodes.into_iter().map(Secret::new).collect(),
+        cluster,
+        on_outage,
+        timeout: millis("redis.timeout-ms", raw.timeout_ms, 250)?,
+        hold_lease: millis("redis.hold-lease-ms", raw.hold_lease_ms, 30_000)?,
+        settled_lease: millis("redis.settled-lease-ms", raw.settled_lease_ms, 3_600_000)?,
+        key_prefix,
+    })
 }
 
 fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, Invalid> {

@@ -23,6 +23,8 @@ use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::NanoUsd;
 use tokenroute_store::{KeyRecord, RecordedUsage, Store, StoreError};
 
+use crate::shared::book::{Hold, SharedBook};
+
 pub use caps::Cap;
 use caps::KeySpend;
 use tokio::sync::mpsc;
@@ -68,6 +70,8 @@ pub struct CreditBook {
     adopted: Mutex<HashMap<String, NanoUsd>>,
     /// Spend of keys with spend caps, by key id.
     spends: Mutex<HashMap<String, Arc<Mutex<KeySpend>>>>,
+    /// The fleet's book, when nodes share state in Redis: refreshed balances go there too.
+    shared: Option<Arc<SharedBook>>,
 }
 
 /// Credit held for one request in flight. Dropping it without settling releases it
@@ -75,8 +79,11 @@ pub struct CreditBook {
 pub struct Reservation {
     entry: Entry,
     spend: Option<Arc<Mutex<KeySpend>>>,
+    /// Held in this node's book (zero when the fleet's book holds it).
     amount: NanoUsd,
     partial: bool,
+    /// The hold in the fleet's book, until settled or released.
+    shared: Option<(Arc<SharedBook>, Hold)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +100,11 @@ pub enum CreditError {
 
 impl CreditBook {
     /// A book, and the receiver of balance-refresh requests that [`run_refresher`] serves.
-    pub fn new(store: Store, refresh_every: Duration) -> (Arc<CreditBook>, mpsc::Receiver<String>) {
+    pub fn new(
+        store: Store,
+        refresh_every: Duration,
+        shared: Option<Arc<SharedBook>>,
+    ) -> (Arc<CreditBook>, mpsc::Receiver<String>) {
         let (refresh_tx, refresh_rx) = mpsc::channel(1024);
         let book = CreditBook {
             store,
@@ -103,6 +114,7 @@ impl CreditBook {
             ledger_io: tokio::sync::Mutex::new(()),
             adopted: Mutex::new(HashMap::new()),
             spends: Mutex::new(HashMap::new()),
+            shared,
         };
         (Arc::new(book), refresh_rx)
     }
@@ -177,7 +189,65 @@ impl CreditBook {
             spend,
             amount,
             partial,
+            shared: None,
         })
+    }
+
+    /// A reservation whose credit the fleet's book holds (`hold`): this node tracks
+    /// only what it needs to settle it — the account's unpersisted usage, and the
+    /// key's spend caps, which each node counts on its own. A key past a cap is
+    /// refused here and its shared hold released.
+    pub async fn reserve_shared(
+        &self,
+        key: &KeyRecord,
+        book: Arc<SharedBook>,
+        hold: Hold,
+    ) -> Result<Reservation, CreditError> {
+        let checked = async {
+            let entry = self.entry(&key.account_id).await?;
+            let spend = if key.limits.has_spend_caps() {
+                let spend = self.key_spend(&key.id).await?;
+                let now = now_ms();
+                let mut s = lock_spend(&spend);
+                s.roll(now);
+                if let Some((left, cap)) = s.remaining(&key.limits) {
+                    if !left.is_positive() {
+                        return Err(CreditError::SpendCap { cap, now_ms: now });
+                    }
+                }
+                drop(s);
+                Some(spend)
+            } else {
+                None
+            };
+            Ok((entry, spend))
+        };
+        match checked.await {
+            Ok((entry, spend)) => {
+                lock(&entry).in_flight += 1;
+                Ok(Reservation {
+                    entry,
+                    spend,
+                    amount: NanoUsd::ZERO,
+                    partial: false,
+                    shared: Some((book, hold)),
+                })
+            }
+            Err(e) => {
+                book.release(&hold).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The fleet's book, when nodes share state.
+    pub fn shared(&self) -> Option<&Arc<SharedBook>> {
+        self.shared.as_ref()
+    }
+
+    /// Another process changed the account's balance: read it again.
+    pub fn balance_changed(&self, account_id: &str) {
+        let _ = self.refresh_tx.try_send(account_id.to_string());
     }
 
     /// The key's spend record, loaded from the store on first use.
@@ -306,13 +376,21 @@ impl CreditBook {
 
     async fn refresh(&self, account_id: &str) -> Result<(), StoreError> {
         let _io = self.ledger_io.lock().await;
-        let ledger = self.store.balance(account_id).await?;
-        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = accounts.get(account_id) {
-            let mut b = lock(entry);
-            b.ledger = ledger;
-            b.loaded_at = Instant::now();
-            b.refresh_queued = false;
+        let stored = self.store.balance_versioned(account_id).await?;
+        {
+            let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = accounts.get(account_id) {
+                let mut b = lock(entry);
+                b.ledger = stored.balance;
+                b.loaded_at = Instant::now();
+                b.refresh_queued = false;
+            }
+        }
+        if let Some(book) = &self.shared {
+            // Never older than what the fleet holds: the script keeps the later version.
+            if let Err(e) = book.load(account_id, stored).await {
+                tracing::debug!(error = %e, "could not refresh the shared balance");
+            }
         }
         Ok(())
     }
@@ -323,13 +401,23 @@ impl Reservation {
         self.amount
     }
 
-    /// Replaces the hold by the real cost, which the usage writer will persist.
-    pub fn settle(self, cost: NanoUsd) {
+    /// Replaces the hold by the real cost (and, in the fleet's book, the token
+    /// estimate by `tokens`), which the usage writer will persist.
+    pub async fn settle(mut self, cost: NanoUsd, tokens: u64) {
         lock(&self.entry).unpersisted += cost;
         if let Some(spend) = &self.spend {
             lock_spend(spend).add_spent(cost);
         }
-        // Drop releases the hold.
+        if let Some((book, hold)) = self.shared.take() {
+            // Before the usage is recorded: the writer's commit then finds it settled.
+            book.settle(&hold, cost, tokens).await;
+        }
+        // Drop releases the local hold.
+    }
+
+    /// Whether the fleet's book holds this reservation (its rate windows too).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 }
 
@@ -347,6 +435,12 @@ impl Drop for Reservation {
             s.reserved -= self.amount;
             if self.partial {
                 s.partial_in_flight = false;
+            }
+        }
+        if let Some((book, hold)) = self.shared.take() {
+            // Never settled: the request produced nothing, its shared hold goes.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { book.release(&hold).await });
             }
         }
     }

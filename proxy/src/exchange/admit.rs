@@ -1,8 +1,10 @@
-//! Admission: the key's rate limits, then a credit reservation for the worst case.
+//! Admission: the key's rate limits, then a credit reservation for the worst case —
+//! by the fleet's book in Redis when nodes share state, else by this node's own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokenroute_domain::config::Model;
+use tokenroute_domain::config::{Model, RedisOutage};
 use tokenroute_domain::NanoUsd;
 use tokenroute_store::KeyRecord;
 
@@ -10,6 +12,7 @@ use crate::credit::{CreditError, Reservation};
 use crate::ctx::RequestCtx;
 use crate::error::ApiError;
 use crate::limits::{openai_duration, Ticket};
+use crate::shared::book::{Hold, Refused, SharedBook};
 use crate::state::ProxyState;
 
 /// What an admitted request holds until it is settled: its credit reservation and
@@ -39,6 +42,20 @@ pub async fn admit(
     // Tokens per minute count the prompt and the most the request asks to produce,
     // corrected to the real count once known (as OpenAI estimates them).
     let rate_estimate = ask.prompt_estimate + ask.max_output.unwrap_or(0);
+    if let Some(book) = &state.shared {
+        if let Some(admitted) = admit_shared(
+            state,
+            ctx,
+            key,
+            book,
+            worst_case(models, ask),
+            rate_estimate,
+        )
+        .await
+        {
+            return admitted;
+        }
+    }
     let rate = match state.limiter.admit(&key.id, &key.limits, rate_estimate) {
         Ok(admitted) => {
             ctx.extra_headers.extend(admitted.headers);
@@ -46,14 +63,12 @@ pub async fn admit(
         }
         Err(refusal) => {
             ctx.extra_headers.extend(refusal.headers);
-            let retry_secs = refusal.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            ctx.extra_headers
-                .push(("retry-after", retry_secs.to_string()));
-            return Err(ApiError::RateLimited {
-                what: refusal.what,
-                limit: refusal.limit,
-                retry: openai_duration(refusal.retry_after),
-            });
+            return Err(rate_limited(
+                ctx,
+                refusal.what,
+                refusal.limit,
+                refusal.retry_after,
+            ));
         }
     };
     if state.usage.is_full() {
@@ -66,16 +81,102 @@ pub async fn admit(
     Ok(Holds { reservation, rate })
 }
 
-async fn reserve(
+/// Admission by the fleet's book (Redis): `None` when Redis is away and
+/// `redis.on-outage = "local"` — the caller then admits by this node's own book.
+async fn admit_shared(
     state: &ProxyState,
     ctx: &mut RequestCtx,
     key: &KeyRecord,
-    models: &[&Model],
-    ask: &Ask,
-) -> Result<Reservation, ApiError> {
-    // Worst case: every body byte a third of a token (denser than any real prompt),
-    // capped by the context window, plus the most output the request may produce —
-    // on the dearest model the request may reach (fallbacks included).
+    book: &Arc<SharedBook>,
+    worst_case: NanoUsd,
+    rate_estimate: u64,
+) -> Option<Result<Holds, ApiError>> {
+    if state.usage.is_full() {
+        return Some(Err(ApiError::Unavailable(
+            "the usage spool is full while the store is unreachable".into(),
+        )));
+    }
+    let hold = Hold {
+        account_id: key.account_id.clone(),
+        key_id: key.id.clone(),
+        request_id: ctx.request_id.clone(),
+    };
+    let store = state.keys.store().clone();
+    let account_id = key.account_id.clone();
+    let admitted = book
+        .admit(
+            &hold,
+            &key.limits,
+            worst_case,
+            state.config.proxy.max_concurrent_per_account,
+            rate_estimate,
+            || async move { store.balance_versioned(&account_id).await.ok() },
+        )
+        .await;
+    let refusal = match admitted {
+        Ok(admitted) => {
+            ctx.extra_headers
+                .extend(admitted.window.headers(&key.limits));
+            return Some(
+                match state.credit.reserve_shared(key, book.clone(), hold).await {
+                    Ok(reservation) => Ok(Holds {
+                        reservation,
+                        rate: None,
+                    }),
+                    Err(e) => Err(credit_refusal(ctx, e)),
+                },
+            );
+        }
+        Err(refusal) => refusal,
+    };
+    Some(Err(match refusal {
+        Refused::Rate {
+            what,
+            limit,
+            retry_after,
+            window,
+        } => {
+            ctx.extra_headers.extend(window.headers(&key.limits));
+            rate_limited(ctx, what, limit, retry_after)
+        }
+        Refused::Concurrency { limit } => credit_refusal(ctx, CreditError::Concurrency { limit }),
+        Refused::Insufficient { available, window } => {
+            ctx.extra_headers.extend(window.headers(&key.limits));
+            credit_refusal(ctx, CreditError::Insufficient { available })
+        }
+        Refused::Unavailable(_) => match book.shared().config().on_outage {
+            RedisOutage::Local => {
+                book.shared().metrics().local_fallbacks.inc();
+                return None;
+            }
+            RedisOutage::Refuse => {
+                book.shared().metrics().refused.inc();
+                ApiError::Unavailable("shared state (Redis) is unreachable; retry shortly".into())
+            }
+        },
+    }))
+}
+
+fn rate_limited(
+    ctx: &mut RequestCtx,
+    what: &'static str,
+    limit: u64,
+    retry_after: Duration,
+) -> ApiError {
+    let retry_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    ctx.extra_headers
+        .push(("retry-after", retry_secs.to_string()));
+    ApiError::RateLimited {
+        what,
+        limit,
+        retry: openai_duration(retry_after),
+    }
+}
+
+/// Worst case: every body byte a third of a token (denser than any real prompt),
+/// capped by the context window, plus the most output the request may produce — on
+/// the dearest model the request may reach (fallbacks included).
+fn worst_case(models: &[&Model], ask: &Ask) -> NanoUsd {
     let worst_case_on = |model: &Model| {
         let prompt = (ask.body_len as u64).div_ceil(3).min(model.context_window);
         let output = if ask.input_only {
@@ -87,18 +188,35 @@ async fn reserve(
         };
         model.price.cost(prompt, output)
     };
-    let worst_case = models
+    models
         .iter()
         .map(|m| worst_case_on(m))
         .max()
-        .unwrap_or(NanoUsd::ZERO);
+        .unwrap_or(NanoUsd::ZERO)
+}
+
+async fn reserve(
+    state: &ProxyState,
+    ctx: &mut RequestCtx,
+    key: &KeyRecord,
+    models: &[&Model],
+    ask: &Ask,
+) -> Result<Reservation, ApiError> {
     let max_concurrent = state.config.proxy.max_concurrent_per_account;
-    match state.credit.reserve(key, worst_case, max_concurrent).await {
-        Ok(reservation) => Ok(reservation),
-        Err(CreditError::Insufficient { available }) => Err(ApiError::InsufficientCredits {
+    state
+        .credit
+        .reserve(key, worst_case(models, ask), max_concurrent)
+        .await
+        .map_err(|e| credit_refusal(ctx, e))
+}
+
+/// The client's error for a refused reservation (and its `retry-after`).
+fn credit_refusal(ctx: &mut RequestCtx, refusal: CreditError) -> ApiError {
+    match refusal {
+        CreditError::Insufficient { available } => ApiError::InsufficientCredits {
             balance: available.max(NanoUsd::ZERO).to_string(),
-        }),
-        Err(CreditError::SpendCap { cap, now_ms }) => {
+        },
+        CreditError::SpendCap { cap, now_ms } => {
             let resets = match cap.resets_at_ms(now_ms) {
                 Some(at) => {
                     let secs = u64::try_from((at - now_ms).max(0) / 1000 + 1).unwrap_or(1);
@@ -110,15 +228,15 @@ async fn reserve(
                 }
                 None => String::new(),
             };
-            Err(ApiError::SpendLimit {
+            ApiError::SpendLimit {
                 cap: cap.describe(),
                 resets,
-            })
+            }
         }
-        Err(CreditError::Concurrency { limit }) => {
+        CreditError::Concurrency { limit } => {
             ctx.extra_headers.push(("retry-after", "1".to_string()));
-            Err(ApiError::TooManyConcurrent(limit))
+            ApiError::TooManyConcurrent(limit)
         }
-        Err(CreditError::Store(e)) => Err(ApiError::Internal(format!("balance lookup: {e}"))),
+        CreditError::Store(e) => ApiError::Internal(format!("balance lookup: {e}")),
     }
 }

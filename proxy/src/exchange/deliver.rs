@@ -62,9 +62,10 @@ async fn settle_and_record(
         outcome.tokens.cached,
         outcome.tokens.output,
     );
-    holds.reservation.settle(cost);
+    let tokens = outcome.tokens.input + outcome.tokens.output;
+    holds.reservation.settle(cost, tokens).await;
     if let Some(ticket) = holds.rate {
-        ticket.settle(outcome.tokens.input + outcome.tokens.output);
+        ticket.settle(tokens);
     }
     ctx.tokens = outcome.tokens;
     ctx.cost = cost;

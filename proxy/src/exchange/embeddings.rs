@@ -141,7 +141,7 @@ async fn settle(
     let cost = model
         .price
         .cost_with_cache(tokens.input, tokens.cached, tokens.output);
-    holds.reservation.settle(cost);
+    holds.reservation.settle(cost, tokens.input).await;
     if let Some(ticket) = holds.rate {
         ticket.settle(tokens.input);
     }

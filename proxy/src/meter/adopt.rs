@@ -7,8 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokenroute_store::Store;
 use tokio::sync::watch;
+
+use crate::shared::book::SharedBook;
 
 use super::spool::{slot_dir, Orphan, SLOTS};
 
@@ -19,6 +23,7 @@ pub async fn run(
     own: PathBuf,
     store: Store,
     batch_size: usize,
+    shared: Option<Arc<SharedBook>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -28,7 +33,7 @@ pub async fn run(
                 continue;
             }
             match Orphan::take(&dir) {
-                Ok(Some(orphan)) => drain(&store, orphan, batch_size).await,
+                Ok(Some(orphan)) => drain(&store, orphan, batch_size, shared.as_deref()).await,
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look at a stopped process's usage spool")
@@ -42,12 +47,20 @@ pub async fn run(
     }
 }
 
-async fn drain(store: &Store, orphan: Orphan, batch_size: usize) {
+async fn drain(store: &Store, orphan: Orphan, batch_size: usize, shared: Option<&SharedBook>) {
     for batch in orphan.events.chunks(batch_size.max(1)) {
-        if let Err(e) = store.record_usage(batch).await {
-            // The lock is released with the orphan; the next round tries again.
-            tracing::warn!(dir = %orphan.dir().display(), error = %e, "cannot write a stopped process's usage yet");
-            return;
+        match store.record_usage(batch).await {
+            // The stopped process's settled holds in the fleet's book go with it.
+            Ok(recorded) => {
+                if let Some(book) = shared {
+                    book.committed(batch, &recorded).await;
+                }
+            }
+            Err(e) => {
+                // The lock is released with the orphan; the next round tries again.
+                tracing::warn!(dir = %orphan.dir().display(), error = %e, "cannot write a stopped process's usage yet");
+                return;
+            }
         }
     }
     let (dir, events) = (orphan.dir().display().to_string(), orphan.events.len());

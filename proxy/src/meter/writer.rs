@@ -146,6 +146,9 @@ impl UsageWriter {
                 .await
             {
                 Ok(recorded) => {
+                    if let Some(book) = self.credit.shared() {
+                        book.committed(events, &recorded).await;
+                    }
                     tracing::debug!(
                         events = events.len(),
                         inserted = recorded.inserted,

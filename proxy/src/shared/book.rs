@@ -1,0 +1,463 @@
+//! Rate limits, concurrency caps and credit holds counted across the fleet.
+//!
+//! The scripts in `lua/` keep, per account, the store's balance (with its version),
+//! what requests in flight hold, and what settled requests hold until the store has
+//! their charge; and per key, the sliding windows of requests and tokens. Available
+//! credit is `ledger − held`, whichever node asks: N nodes cannot overspend more than
+//! one could (by at most one request's settled excess). Every key an account uses
+//! carries the hash tag `{a:<account id>}`, so each script runs on one Cluster slot.
+//!
+//! Exactness across the moving parts:
+//! * a node commits usage to the store first, then drops those requests' holds and
+//!   sets the balance the store returned, in one script — and only if that balance's
+//!   version is newer than the one held (the store serializes an account's changes,
+//!   so a higher version is a later balance that includes every earlier charge);
+//! * a hold belongs to a request id, so replays and retries never count twice;
+//! * a node that dies leaves holds that lapse: in-flight ones after
+//!   `redis.hold-lease-ms` (live nodes renew theirs), settled ones after
+//!   `redis.settled-lease-ms` or when the usage is replayed into the store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::{FromRedisValue, Script, Value};
+use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
+use tokenroute_store::{RecordedUsage, Versioned};
+
+use super::{Shared, SharedError};
+
+const WINDOW_MS: u64 = 60_000;
+/// An account's shared state is dropped after this long without a request (the next
+/// request loads it from the store again).
+const IDLE_MS: u64 = 24 * 3_600_000;
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!(concat!("lua/", $name, ".lua"))
+        ))
+    };
+}
+
+struct Scripts {
+    admit: Script,
+    settle: Script,
+    release: Script,
+    commit: Script,
+    load: Script,
+    renew: Script,
+}
+
+/// The fleet's book: the scripts, and this node's holds in flight (renewed while they
+/// last).
+pub struct SharedBook {
+    shared: Arc<Shared>,
+    scripts: Scripts,
+    /// Account → ids of this node's requests in flight there.
+    in_flight: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+/// A request admitted by the fleet's book.
+#[derive(Debug)]
+pub struct Admitted {
+    pub amount: NanoUsd,
+    pub window: Window,
+}
+
+/// Why the fleet's book refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// `requests per minute` or `tokens per minute`, with the limit and when to retry.
+    Rate {
+        what: &'static str,
+        limit: u64,
+        retry_after: Duration,
+        window: Window,
+    },
+    Concurrency {
+        limit: usize,
+    },
+    Insufficient {
+        available: NanoUsd,
+        window: Window,
+    },
+    /// Redis did not answer: the caller applies `redis.on-outage`.
+    Unavailable(SharedError),
+}
+
+/// The key's windows as the script saw them, for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub requests: u64,
+    pub requests_clear: Duration,
+    pub tokens: u64,
+    pub tokens_clear: Duration,
+}
+
+impl Window {
+    pub fn headers(&self, limits: &KeyLimits) -> crate::limits::Headers {
+        crate::limits::headers(
+            limits,
+            (self.requests, self.requests_clear),
+            (self.tokens, self.tokens_clear),
+        )
+    }
+}
+
+/// A request's hold in the fleet's book.
+#[derive(Debug)]
+pub struct Hold {
+    pub account_id: String,
+    pub key_id: String,
+    pub request_id: String,
+}
+
+/// The keys of one account's state (one hash tag, one slot).
+struct Keys {
+    bal: String,
+    holds: String,
+    lease: String,
+}
+
+impl SharedBook {
+    pub fn new(shared: Arc<Shared>) -> Arc<SharedBook> {
+        Arc::new(SharedBook {
+            shared,
+            scripts: Scripts {
+                admit: script!("admit"),
+                settle: script!("settle"),
+                release: script!("release"),
+                commit: script!("commit"),
+                load: script!("load"),
+                renew: script!("renew"),
+            },
+            in_flight: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn keys(&self, account_id: &str) -> Keys {
+        let p = &self.shared.config.key_prefix;
+        Keys {
+            bal: format!("{p}:{{a:{account_id}}}:bal"),
+            holds: format!("{p}:{{a:{account_id}}}:holds"),
+            lease: format!("{p}:{{a:{account_id}}}:lease"),
+        }
+    }
+
+    /// The key's window keys (requests, token times, token counts), in its account's slot.
+    fn window_keys(&self, account_id: &str, key_id: &str) -> [String; 3] {
+        let p = &self.shared.config.key_prefix;
+        ["rq", "tk", "tn"].map(|w| format!("{p}:{{a:{account_id}}}:{w}:{key_id}"))
+    }
+
+    /// Admits a request of `key` (its id, account and limits): the key's windows, the
+    /// account's concurrency cap and a hold of up to `worst_case`. `balance` reads the
+    /// store's balance when this account has no shared state yet.
+    pub async fn admit<B, Fut>(
+        &self,
+        hold: &Hold,
+        limits: &KeyLimits,
+        worst_case: NanoUsd,
+        max_in_flight: usize,
+        estimated_tokens: u64,
+        balance: B,
+    ) -> Result<Admitted, Refused>
+    where
+        B: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<Versioned>>,
+    {
+        let mut balance = Some(balance);
+        loop {
+            let reply = self
+                .run_admit(hold, limits, worst_case, max_in_flight, estimated_tokens)
+                .await
+                .map_err(Refused::Unavailable)?;
+            let outcome = reply.first().map(String::as_str).unwrap_or_default();
+            if outcome == "load" {
+                let read = balance.take().ok_or_else(|| {
+                    Refused::Unavailable(SharedError::Unexpected(
+                        "the balance vanished twice".into(),
+                    ))
+                })?;
+                let stored = read().await.ok_or_else(|| {
+                    Refused::Unavailable(SharedError::Unexpected(
+                        "the store did not give the balance".into(),
+                    ))
+                })?;
+                self.load(&hold.account_id, stored)
+                    .await
+                    .map_err(Refused::Unavailable)?;
+                continue;
+            }
+            return self.interpret(outcome, &reply, hold, limits);
+        }
+    }
+
+    async fn run_admit(
+        &self,
+        hold: &Hold,
+        limits: &KeyLimits,
+        worst_case: NanoUsd,
+        max_in_flight: usize,
+        estimated_tokens: u64,
+    ) -> Result<Vec<String>, SharedError> {
+        let k = self.keys(&hold.account_id);
+        let [rq, tk, tn] = self.window_keys(&hold.account_id, &hold.key_id);
+        let mut invocation = self.scripts.admit.key(&k.bal);
+        invocation
+            .key(&k.holds)
+            .key(&k.lease)
+            .key(rq)
+            .key(tk)
+            .key(tn)
+            .arg(&hold.request_id)
+            .arg(worst_case.nanos())
+            .arg(max_in_flight)
+            .arg(limits.rpm.unwrap_or(0))
+            .arg(limits.tpm.unwrap_or(0))
+            .arg(estimated_tokens)
+            .arg(millis(self.shared.config.hold_lease))
+            .arg(WINDOW_MS)
+            .arg(IDLE_MS);
+        let value = self
+            .shared
+            .run(|mut conn| {
+                let invocation = &invocation;
+                async move { conn.invoke(invocation).await }
+            })
+            .await?;
+        strings(value)
+    }
+
+    fn interpret(
+        &self,
+        outcome: &str,
+        reply: &[String],
+        hold: &Hold,
+        limits: &KeyLimits,
+    ) -> Result<Admitted, Refused> {
+        let number = |i: usize| -> u64 { reply.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
+        let window = Window {
+            requests: number(2),
+            requests_clear: Duration::from_millis(number(3)),
+            tokens: number(4),
+            tokens_clear: Duration::from_millis(number(5)),
+        };
+        let detail = reply.get(1).map(String::as_str).unwrap_or_default();
+        match outcome {
+            "ok" => {
+                let (amount, _partial) = detail.split_once(':').unwrap_or((detail, "0"));
+                let amount = NanoUsd(amount.parse().map_err(|_| {
+                    Refused::Unavailable(SharedError::Unexpected(format!("admit: {detail}")))
+                })?);
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(hold.account_id.clone())
+                    .or_default()
+                    .insert(hold.request_id.clone());
+                Ok(Admitted { amount, window })
+            }
+            "rpm" | "tpm" => Err(Refused::Rate {
+                what: if outcome == "rpm" {
+                    "requests per minute"
+                } else {
+                    "tokens per minute"
+                },
+                limit: if outcome == "rpm" {
+                    limits.rpm.unwrap_or(0)
+                } else {
+                    limits.tpm.unwrap_or(0)
+                },
+                retry_after: Duration::from_millis(number(1)),
+                window,
+            }),
+            "concurrency" => Err(Refused::Concurrency {
+                limit: usize::try_from(number(1)).unwrap_or(usize::MAX),
+            }),
+            "insufficient" => Err(Refused::Insufficient {
+                available: NanoUsd(detail.parse().unwrap_or(0)),
+                window,
+            }),
+            other => Err(Refused::Unavailable(SharedError::Unexpected(format!(
+                "admit: {other}"
+            )))),
+        }
+    }
+
+    /// Sets the account's balance from the store, unless a later one is held.
+    pub async fn load(&self, account_id: &str, stored: Versioned) -> Result<(), SharedError> {
+        let k = self.keys(account_id);
+        let mut invocation = self.scripts.load.key(&k.bal);
+        invocation
+            .key(&k.holds)
+            .key(&k.lease)
+            .arg(stored.balance.nanos())
+            .arg(stored.version)
+            .arg(IDLE_MS);
+        self.shared
+            .run(|mut conn| {
+                let invocation = &invocation;
+                async move { conn.invoke(invocation).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The request finished: its hold becomes `cost`, its token estimate `tokens`.
+    pub async fn settle(&self, hold: &Hold, cost: NanoUsd, tokens: u64) {
+        self.forget_in_flight(hold);
+        let k = self.keys(&hold.account_id);
+        let [_, _, tn] = self.window_keys(&hold.account_id, &hold.key_id);
+        let mut invocation = self.scripts.settle.key(&k.bal);
+        invocation
+            .key(&k.holds)
+            .key(&k.lease)
+            .key(tn)
+            .arg(&hold.request_id)
+            .arg(cost.nanos())
+            .arg(tokens)
+            .arg(millis(self.shared.config.settled_lease));
+        if let Err(e) = self
+            .shared
+            .run(|mut conn| {
+                let invocation = &invocation;
+                async move { conn.invoke(invocation).await }
+            })
+            .await
+        {
+            // The in-flight hold lapses; the charge reaches the balance through the store.
+            tracing::debug!(error = %e, "could not settle a shared hold");
+        }
+    }
+
+    /// The request ended before the provider produced anything: its hold goes.
+    pub async fn release(&self, hold: &Hold) {
+        self.forget_in_flight(hold);
+        let k = self.keys(&hold.account_id);
+        let mut invocation = self.scripts.release.key(&k.bal);
+        invocation.key(&k.holds).key(&k.lease).arg(&hold.request_id);
+        if let Err(e) = self
+            .shared
+            .run(|mut conn| {
+                let invocation = &invocation;
+                async move { conn.invoke(invocation).await }
+            })
+            .await
+        {
+            tracing::debug!(error = %e, "could not release a shared hold; it lapses");
+        }
+    }
+
+    fn forget_in_flight(&self, hold: &Hold) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(ids) = in_flight.get_mut(&hold.account_id) {
+            ids.remove(&hold.request_id);
+            if ids.is_empty() {
+                in_flight.remove(&hold.account_id);
+            }
+        }
+    }
+
+    /// The store has `events` (as `recorded` says): their holds go, the balances become
+    /// the store's. A failure leaves the holds to lapse (the balance errs low, never high).
+    pub async fn committed(&self, events: &[UsageEvent], recorded: &RecordedUsage) {
+        let mut ids: HashMap<&str, Vec<&str>> = HashMap::new();
+        for e in events {
+            ids.entry(e.account_id.as_str())
+                .or_default()
+                .push(e.request_id.as_str());
+        }
+        for (account_id, request_ids) in ids {
+            let (Some(balance), Some(version)) = (
+                recorded.balances.get(account_id),
+                recorded.versions.get(account_id),
+            ) else {
+                continue;
+            };
+            let k = self.keys(account_id);
+            let mut invocation = self.scripts.commit.key(&k.bal);
+            invocation
+                .key(&k.holds)
+                .key(&k.lease)
+                .arg(balance.nanos())
+                .arg(*version);
+            for id in request_ids {
+                invocation.arg(id);
+            }
+            if let Err(e) = self
+                .shared
+                .run(|mut conn| {
+                    let invocation = &invocation;
+                    async move { conn.invoke(invocation).await }
+                })
+                .await
+            {
+                tracing::debug!(error = %e, "could not drop committed holds; they lapse");
+            }
+        }
+    }
+
+    /// Renews the leases of this node's holds in flight; runs until `shutdown`.
+    pub async fn renew_leases(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let every = self.shared.config.hold_lease / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let snapshot: Vec<(String, Vec<String>)> = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(account, ids)| (account.clone(), ids.iter().cloned().collect()))
+                .collect();
+            for (account_id, ids) in snapshot {
+                let k = self.keys(&account_id);
+                let mut invocation = self.scripts.renew.key(&k.lease);
+                invocation.arg(millis(self.shared.config.hold_lease));
+                for id in &ids {
+                    invocation.arg(id);
+                }
+                if self
+                    .shared
+                    .run(|mut conn| {
+                        let invocation = &invocation;
+                        async move { conn.invoke(invocation).await }
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A script's reply as strings (numbers and bulk strings alike).
+fn strings(value: Value) -> Result<Vec<String>, SharedError> {
+    let Value::Array(items) = value else {
+        return Err(SharedError::Unexpected(format!("{value:?}")));
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            String::from_redis_value(item).map_err(|e| SharedError::Unexpected(e.to_string()))
+        })
+        .collect()
+}
