@@ -607,6 +607,42 @@ async fn three_nodes_overspend_no_more_than_one_request() {
     assert_eq!(shared["ledger"], balance.nanos().to_string(), "{shared:?}");
     assert_eq!(shared["held"], "0", "{shared:?}");
     assert_eq!(shared["inflight"], "0", "{shared:?}");
+
+    // A top-up (here through the CLI, as an admin credit or a Stripe payment would be
+    // booked) is heard by every node at once: no node refuses for the old balance.
+    let client = reqwest::Client::new();
+    let mut spent = 0;
+    while request(&client, &fleet.nodes[0].url(), &key).await.0 == 200 {
+        spent += 1;
+        assert!(spent <= 50, "the credit ran out");
+    }
+    for node in &fleet.nodes {
+        assert_eq!(request(&client, &node.url(), &key).await.0, 402);
+    }
+    let topped_up = Instant::now();
+    let credits = NanoUsd(20 * COST_NANOS).to_string();
+    fleet.cli(&[
+        "keys",
+        "create",
+        "--email",
+        "spend@example.com",
+        "--credits",
+        credits.trim_start_matches('$'),
+    ]);
+    for node in &fleet.nodes {
+        loop {
+            let (status, _, _) = request(&client, &node.url(), &key).await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                topped_up.elapsed() < Duration::from_secs(1),
+                "node on {} still refuses after the top-up",
+                node.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     fleet.finish().await;
 }
 

@@ -26,6 +26,7 @@ pub mod metrics;
 mod models;
 mod respond;
 pub mod route;
+mod scrub;
 pub mod service;
 pub mod shared;
 pub mod state;

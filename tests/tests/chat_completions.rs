@@ -392,10 +392,27 @@ async fn provider_failures_get_502_or_504_and_no_charge(backend: Backend) {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
 
-    let rows = gw.wait_usage(&account, 4).await;
+    // What a provider echoes of a credential — TokenRoute's key for it, the client's
+    // key, any `Bearer` token — is redacted before the refusal is relayed.
+    fake.reply(Reply::Status(
+        400,
+        format!(
+            r#"{{"error":{{"message":"Invalid request from {PROVIDER_KEY}, echoing Authorization: Bearer {key} and {key}","type":"invalid_request_error"}}}}"#
+        ),
+    ));
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(
+        !text.contains(PROVIDER_KEY) && !text.contains(&key),
+        "a credential reached the client: {text}"
+    );
+    assert!(text.contains("Invalid request from [redacted]"), "{text}");
+
+    let rows = gw.wait_usage(&account, 5).await;
     let mut statuses: Vec<u16> = rows.iter().map(|r| r.status).collect();
     statuses.sort();
-    assert_eq!(statuses, vec![429, 502, 502, 504]);
+    assert_eq!(statuses, vec![400, 429, 502, 502, 504]);
     assert!(rows.iter().all(|r| r.cost == NanoUsd::ZERO));
     assert_eq!(
         gw.store.balance(&account).await.unwrap(),

@@ -135,10 +135,8 @@ impl CreditBook {
         };
         let now = now_ms();
         let mut balance = lock(&entry);
-        if balance.loaded_at.elapsed() >= self.refresh_every && !balance.refresh_queued {
-            // Off the request path: the refresher re-reads the balance in the background.
-            balance.refresh_queued = self.refresh_tx.try_send(key.account_id.clone()).is_ok();
-        }
+        // Off the request path: the refresher re-reads the balance in the background.
+        self.queue_refresh_if_due(&key.account_id, &mut balance);
         if balance.in_flight >= max_concurrent {
             return Err(CreditError::Concurrency {
                 limit: max_concurrent,
@@ -224,6 +222,7 @@ impl CreditBook {
         };
         match checked.await {
             Ok((entry, spend)) => {
+                self.queue_refresh_if_due(&key.account_id, &mut lock(&entry));
                 lock(&entry).in_flight += 1;
                 Ok(Reservation {
                     entry,
@@ -243,6 +242,21 @@ impl CreditBook {
     /// The fleet's book, when nodes share state.
     pub fn shared(&self) -> Option<&Arc<SharedBook>> {
         self.shared.as_ref()
+    }
+
+    /// Re-reads the account's balance in the background when this node's copy is older
+    /// than `balance-refresh-ms`: in a fleet, this is also what refreshes the shared
+    /// balance of an account whose change message a node missed.
+    pub async fn refresh_if_due(&self, account_id: &str) {
+        if let Ok(entry) = self.entry(account_id).await {
+            self.queue_refresh_if_due(account_id, &mut lock(&entry));
+        }
+    }
+
+    fn queue_refresh_if_due(&self, account_id: &str, balance: &mut Balance) {
+        if balance.loaded_at.elapsed() >= self.refresh_every && !balance.refresh_queued {
+            balance.refresh_queued = self.refresh_tx.try_send(account_id.to_string()).is_ok();
+        }
     }
 
     /// Another process changed the account's balance: read it again.

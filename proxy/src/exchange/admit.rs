@@ -141,6 +141,8 @@ async fn admit_shared(
         }
         Refused::Concurrency { limit } => credit_refusal(ctx, CreditError::Concurrency { limit }),
         Refused::Insufficient { available, window } => {
+            // A top-up this node did not hear of shows within `balance-refresh-ms`.
+            state.credit.refresh_if_due(&key.account_id).await;
             ctx.extra_headers.extend(window.headers(&key.limits));
             credit_refusal(ctx, CreditError::Insufficient { available })
         }

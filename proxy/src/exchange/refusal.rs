@@ -1,4 +1,5 @@
-//! The provider refused or failed before answering. Nothing is charged.
+//! The provider refused or failed before answering. Nothing is charged, and nothing
+//! the provider echoes of a credential is relayed ([`crate::scrub`]).
 
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -33,6 +34,17 @@ pub async fn relay(
     }
     let body = response.collect(MAX_ERROR_BYTES).await.unwrap_or_default();
     state.upstream.release(response).await;
+    // Nothing the provider echoes of a credential reaches the client.
+    let live = state.router.live();
+    let secrets: Vec<&str> = live
+        .config
+        .providers
+        .iter()
+        .flat_map(|p| &p.endpoints)
+        .filter_map(|e| e.api_key.as_ref())
+        .map(|k| k.expose().as_str())
+        .collect();
+    let body = crate::scrub::credentials(&body, &secrets).into_owned();
     let message = dialect
         .error_message(&body)
         .unwrap_or_else(|| format!("HTTP {status}"));

@@ -72,9 +72,10 @@ pub async fn listen(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let channel = shared.channel();
+    let mut turn = 0;
     loop {
         let subscribed = async {
-            let client = shared.first_node()?;
+            let client = shared.node(turn)?;
             let mut pubsub = tokio::time::timeout(shared.config.timeout, client.get_async_pubsub())
                 .await
                 .map_err(|_| {
@@ -122,6 +123,7 @@ pub async fn listen(
                     }
                 }
                 listening.0.store(false, Ordering::Release);
+                turn += 1;
                 tracing::warn!(
                     "lost the change subscription; cached keys live 1 s until it is back"
                 );
@@ -129,6 +131,7 @@ pub async fn listen(
             Err(e) => {
                 listening.0.store(false, Ordering::Release);
                 tracing::debug!(error = %e, "cannot subscribe to changes yet");
+                turn += 1;
             }
         }
         tokio::select! {

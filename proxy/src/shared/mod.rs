@@ -175,10 +175,12 @@ impl Shared {
         format!("{}:changes", self.config.key_prefix)
     }
 
-    /// A client for a plain (non-cluster) connection to the first node: pub/sub.
-    /// Redis Cluster forwards every PUBLISH to every node, so one node hears all.
-    fn first_node(&self) -> RedisResult<redis::Client> {
-        redis::Client::open(self.config.nodes[0].expose().as_str())
+    /// A client for a plain (non-cluster) connection to one node, for pub/sub: Redis
+    /// Cluster forwards every PUBLISH to every node, so any one node hears all. `turn`
+    /// picks the node (round the list, so that a dead node is not tried forever).
+    fn node(&self, turn: usize) -> RedisResult<redis::Client> {
+        let nodes = &self.config.nodes;
+        redis::Client::open(nodes[turn % nodes.len()].expose().as_str())
     }
 
     async fn connection(&self) -> Result<Conn, SharedError> {
