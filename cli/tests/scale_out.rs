@@ -520,6 +520,35 @@ async fn a_60_rpm_key_gets_60_requests_a_minute_across_three_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_spend_cap_holds_across_three_nodes() {
+    let fleet = Fleet::start(Options::default()).await;
+    let (key, id) = fleet.key("cap@example.com", "10");
+    // A cap of exactly 10 answers a day, whichever nodes serve them.
+    let cap = NanoUsd(10 * COST_NANOS).to_string();
+    fleet.cli(&[
+        "keys",
+        "set-limits",
+        &id,
+        "--daily-usd",
+        cap.trim_start_matches('$'),
+    ]);
+    let results = spread(&fleet, &key, 20, 4).await;
+    let ok: Vec<String> = results
+        .iter()
+        .filter(|r| r.0 == 200)
+        .filter_map(|r| r.1.clone())
+        .collect();
+    let capped = results
+        .iter()
+        .filter(|r| r.0 == 429 && r.2.contains("spend_limit_reached"))
+        .count();
+    assert_eq!(ok.len(), 10, "10 answers a day in all, not per node");
+    assert_eq!(capped, 60 - 10);
+    assert_billed_once(&fleet, "cap@example.com", &ok).await;
+    fleet.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_key_is_refused_by_every_node_within_a_second() {
     let fleet = Fleet::start(Options::default()).await;
     let (key, id) = fleet.key("revoke@example.com", "10");

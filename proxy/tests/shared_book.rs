@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokenroute_domain::config::{RedisConfig, RedisOutage};
 use tokenroute_domain::secret::Secret;
 use tokenroute_domain::{KeyLimits, NanoUsd};
-use tokenroute_proxy::shared::book::{Admitted, Hold, Refused, SharedBook};
+use tokenroute_proxy::credit::Cap;
+use tokenroute_proxy::shared::book::{Admitted, Hold, Refused, SharedBook, Source};
 use tokenroute_proxy::shared::{Metrics, Shared};
 use tokenroute_store::{RecordedUsage, Versioned};
 
@@ -42,16 +43,28 @@ fn balance(nanos: i64, version: i64) -> Versioned {
     }
 }
 
+/// The store as the book sees it: a balance of 100 (version 1); the key spent 5 today,
+/// 20 this month, 70 in all.
+struct Stored;
+
+#[async_trait::async_trait]
+impl Source for Stored {
+    async fn balance(&self, _: &str) -> Option<Versioned> {
+        Some(balance(100, 1))
+    }
+    async fn key_spend(&self, _: &str, _: i64, _: i64) -> Option<[NanoUsd; 3]> {
+        Some([NanoUsd(5), NanoUsd(20), NanoUsd(70)])
+    }
+}
+
 async fn admit(
     book: &SharedBook,
     request: &str,
     worst: i64,
     limits: &KeyLimits,
 ) -> Result<Admitted, Refused> {
-    book.admit(&hold(request), limits, NanoUsd(worst), 100, 10, || async {
-        Some(balance(100, 1))
-    })
-    .await
+    book.admit(&hold(request), limits, NanoUsd(worst), 100, 10, &Stored)
+        .await
 }
 
 #[tokio::test]
@@ -210,6 +223,52 @@ async fn the_windows_count_requests_and_tokens_across_callers() {
     admit(&book, "4", 1, &tokens_only).await.unwrap();
     match admit(&book, "5", 1, &tokens_only).await {
         Err(Refused::Rate { what, .. }) => assert_eq!(what, "tokens per minute"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn spend_caps_are_counted_across_callers_from_the_store_s_spend() {
+    let book = book(Duration::from_secs(30));
+    // 5 spent today (from the store): 25 left of a daily cap of 30.
+    let daily = KeyLimits {
+        spend_per_day: Some(NanoUsd(30)),
+        spend_total: Some(NanoUsd(1_000)),
+        ..KeyLimits::default()
+    };
+    assert_eq!(
+        admit(&book, "d1", 10, &daily).await.unwrap().amount,
+        NanoUsd(10)
+    );
+    // 15 left: a request whose worst case is 20 holds 15, the key's one partial place.
+    assert_eq!(
+        admit(&book, "d2", 20, &daily).await.unwrap().amount,
+        NanoUsd(15)
+    );
+    match admit(&book, "d3", 1, &daily).await {
+        Err(Refused::Spend { cap, .. }) => assert_eq!(cap, Cap::Day),
+        other => panic!("{other:?}"),
+    }
+    // d1 cost 4: 6 of its hold comes back; d2 ends unused.
+    book.settle(&hold("d1"), NanoUsd(4), 1).await;
+    book.release(&hold("d2")).await;
+    // Spent today: 5 + 4; 21 left.
+    assert_eq!(
+        admit(&book, "d4", 50, &daily).await.unwrap().amount,
+        NanoUsd(21)
+    );
+    book.release(&hold("d4")).await;
+    // The total cap binds once it is the tightest: 70 + 4 spent of 80.
+    let total = KeyLimits {
+        spend_total: Some(NanoUsd(80)),
+        ..KeyLimits::default()
+    };
+    assert_eq!(
+        admit(&book, "t1", 50, &total).await.unwrap().amount,
+        NanoUsd(6)
+    );
+    match admit(&book, "t2", 1, &total).await {
+        Err(Refused::Spend { cap, .. }) => assert_eq!(cap, Cap::Total),
         other => panic!("{other:?}"),
     }
 }

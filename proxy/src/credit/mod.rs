@@ -191,36 +191,25 @@ impl CreditBook {
         })
     }
 
-    /// A reservation whose credit the fleet's book holds (`hold`): this node tracks
-    /// only what it needs to settle it — the account's unpersisted usage, and the
-    /// key's spend caps, which each node counts on its own. A key past a cap is
-    /// refused here and its shared hold released.
+    /// A reservation whose credit the fleet's book holds (`hold`), with the key's spend
+    /// caps counted there too: this node tracks only what it needs to settle it — the
+    /// account's unpersisted usage — and, for `GET /v1/key`, the key's spend as it saw it.
     pub async fn reserve_shared(
         &self,
         key: &KeyRecord,
         book: Arc<SharedBook>,
         hold: Hold,
     ) -> Result<Reservation, CreditError> {
-        let checked = async {
+        let loaded = async {
             let entry = self.entry(&key.account_id).await?;
             let spend = if key.limits.has_spend_caps() {
-                let spend = self.key_spend(&key.id).await?;
-                let now = now_ms();
-                let mut s = lock_spend(&spend);
-                s.roll(now);
-                if let Some((left, cap)) = s.remaining(&key.limits) {
-                    if !left.is_positive() {
-                        return Err(CreditError::SpendCap { cap, now_ms: now });
-                    }
-                }
-                drop(s);
-                Some(spend)
+                Some(self.key_spend(&key.id).await?)
             } else {
                 None
             };
-            Ok((entry, spend))
+            Ok::<_, CreditError>((entry, spend))
         };
-        match checked.await {
+        match loaded.await {
             Ok((entry, spend)) => {
                 self.queue_refresh_if_due(&key.account_id, &mut lock(&entry));
                 lock(&entry).in_flight += 1;

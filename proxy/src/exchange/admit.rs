@@ -101,8 +101,6 @@ async fn admit_shared(
         key_id: key.id.clone(),
         request_id: ctx.request_id.clone(),
     };
-    let store = state.keys.store().clone();
-    let account_id = key.account_id.clone();
     let admitted = book
         .admit(
             &hold,
@@ -110,7 +108,7 @@ async fn admit_shared(
             worst_case,
             state.config.proxy.max_concurrent_per_account,
             rate_estimate,
-            || async move { store.balance_versioned(&account_id).await.ok() },
+            state.keys.store(),
         )
         .await;
     let refusal = match admitted {
@@ -140,6 +138,14 @@ async fn admit_shared(
             rate_limited(ctx, what, limit, retry_after)
         }
         Refused::Concurrency { limit } => credit_refusal(ctx, CreditError::Concurrency { limit }),
+        Refused::Spend {
+            cap,
+            now_ms,
+            window,
+        } => {
+            ctx.extra_headers.extend(window.headers(&key.limits));
+            credit_refusal(ctx, CreditError::SpendCap { cap, now_ms })
+        }
         Refused::Insufficient { available, window } => {
             // A top-up this node did not hear of shows within `balance-refresh-ms`.
             state.credit.refresh_if_due(&key.account_id).await;

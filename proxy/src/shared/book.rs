@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{FromRedisValue, Script, Value};
+use tokenroute_domain::clock::{day_start_ms, month_start_ms, now_ms};
 use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
-use tokenroute_store::{RecordedUsage, Versioned};
+use tokenroute_store::{RecordedUsage, Store, Versioned};
 
 use super::{Shared, SharedError};
+use crate::credit::Cap;
 
 const WINDOW_MS: u64 = 60_000;
 /// An account's shared state is dropped after this long without a request (the next
@@ -47,7 +49,32 @@ struct Scripts {
     release: Script,
     commit: Script,
     load: Script,
+    load_spend: Script,
     renew: Script,
+}
+
+/// Where the fleet's book reads what it does not hold yet: the store.
+#[async_trait::async_trait]
+pub trait Source: Send + Sync {
+    /// The account's balance and its version.
+    async fn balance(&self, account_id: &str) -> Option<Versioned>;
+    /// What the key spent since the day's start, since the month's start, and in all.
+    async fn key_spend(&self, key_id: &str, day0: i64, month0: i64) -> Option<[NanoUsd; 3]>;
+}
+
+#[async_trait::async_trait]
+impl Source for Store {
+    async fn balance(&self, account_id: &str) -> Option<Versioned> {
+        self.balance_versioned(account_id).await.ok()
+    }
+
+    async fn key_spend(&self, key_id: &str, day0: i64, month0: i64) -> Option<[NanoUsd; 3]> {
+        Some([
+            self.key_spend_since(key_id, day0).await.ok()?,
+            self.key_spend_since(key_id, month0).await.ok()?,
+            self.key_spend_since(key_id, 0).await.ok()?,
+        ])
+    }
 }
 
 /// The fleet's book: the scripts, and this node's holds in flight (renewed while they
@@ -81,6 +108,12 @@ pub enum Refused {
     },
     Insufficient {
         available: NanoUsd,
+        window: Window,
+    },
+    /// The key's spend cap `cap` is reached (counted across the fleet).
+    Spend {
+        cap: Cap,
+        now_ms: i64,
         window: Window,
     },
     /// Redis did not answer: the caller applies `redis.on-outage`.
@@ -131,6 +164,7 @@ impl SharedBook {
                 release: script!("release"),
                 commit: script!("commit"),
                 load: script!("load"),
+                load_spend: script!("load_spend"),
                 renew: script!("renew"),
             },
             in_flight: Mutex::new(HashMap::new()),
@@ -157,46 +191,58 @@ impl SharedBook {
     }
 
     /// Admits a request of `key` (its id, account and limits): the key's windows, the
-    /// account's concurrency cap and a hold of up to `worst_case`. `balance` reads the
-    /// store's balance when this account has no shared state yet.
-    pub async fn admit<B, Fut>(
+    /// account's concurrency cap and a hold of up to `worst_case` within the balance and
+    /// the key's spend caps. What the fleet does not hold yet (the account's balance, a
+    /// capped key's spend) is read from `source` once and loaded.
+    pub async fn admit(
         &self,
         hold: &Hold,
         limits: &KeyLimits,
         worst_case: NanoUsd,
         max_in_flight: usize,
         estimated_tokens: u64,
-        balance: B,
-    ) -> Result<Admitted, Refused>
-    where
-        B: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Option<Versioned>>,
-    {
-        let mut balance = Some(balance);
-        loop {
+        source: &dyn Source,
+    ) -> Result<Admitted, Refused> {
+        let unexpected = |what: &str| Refused::Unavailable(SharedError::Unexpected(what.into()));
+        // At most: load the balance, load the spend, admit.
+        for _ in 0..3 {
+            let now = now_ms();
+            let periods = (day_start_ms(now), month_start_ms(now));
             let reply = self
-                .run_admit(hold, limits, worst_case, max_in_flight, estimated_tokens)
+                .run_admit(
+                    hold,
+                    limits,
+                    worst_case,
+                    max_in_flight,
+                    estimated_tokens,
+                    periods,
+                )
                 .await
                 .map_err(Refused::Unavailable)?;
             let outcome = reply.first().map(String::as_str).unwrap_or_default();
-            if outcome == "load" {
-                let read = balance.take().ok_or_else(|| {
-                    Refused::Unavailable(SharedError::Unexpected(
-                        "the balance vanished twice".into(),
-                    ))
-                })?;
-                let stored = read().await.ok_or_else(|| {
-                    Refused::Unavailable(SharedError::Unexpected(
-                        "the store did not give the balance".into(),
-                    ))
-                })?;
-                self.load(&hold.account_id, stored)
-                    .await
-                    .map_err(Refused::Unavailable)?;
-                continue;
+            match outcome {
+                "load" => {
+                    let stored = source
+                        .balance(&hold.account_id)
+                        .await
+                        .ok_or_else(|| unexpected("the store did not give the balance"))?;
+                    self.load(&hold.account_id, stored)
+                        .await
+                        .map_err(Refused::Unavailable)?;
+                }
+                "load_spend" => {
+                    let spent = source
+                        .key_spend(&hold.key_id, periods.0, periods.1)
+                        .await
+                        .ok_or_else(|| unexpected("the store did not give the key's spend"))?;
+                    self.load_spend(hold, spent, periods)
+                        .await
+                        .map_err(Refused::Unavailable)?;
+                }
+                _ => return self.interpret(outcome, &reply, hold, limits, now),
             }
-            return self.interpret(outcome, &reply, hold, limits);
         }
+        Err(unexpected("the shared state vanished while loading it"))
     }
 
     async fn run_admit(
@@ -206,7 +252,9 @@ impl SharedBook {
         worst_case: NanoUsd,
         max_in_flight: usize,
         estimated_tokens: u64,
+        (day0, month0): (i64, i64),
     ) -> Result<Vec<String>, SharedError> {
+        let cap = |c: Option<NanoUsd>| c.map_or(0, NanoUsd::nanos);
         let k = self.keys(&hold.account_id);
         let [rq, tk, tn] = self.window_keys(&hold.account_id, &hold.key_id);
         let mut invocation = self.scripts.admit.key(&k.bal);
@@ -224,7 +272,13 @@ impl SharedBook {
             .arg(estimated_tokens)
             .arg(millis(self.shared.config.hold_lease))
             .arg(WINDOW_MS)
-            .arg(IDLE_MS);
+            .arg(IDLE_MS)
+            .arg(&hold.key_id)
+            .arg(cap(limits.spend_per_day))
+            .arg(cap(limits.spend_per_month))
+            .arg(cap(limits.spend_total))
+            .arg(day0)
+            .arg(month0);
         let value = self
             .shared
             .run(|mut conn| {
@@ -241,6 +295,7 @@ impl SharedBook {
         reply: &[String],
         hold: &Hold,
         limits: &KeyLimits,
+        now_ms: i64,
     ) -> Result<Admitted, Refused> {
         let number = |i: usize| -> u64 { reply.get(i).and_then(|s| s.parse().ok()).unwrap_or(0) };
         let window = Window {
@@ -285,6 +340,15 @@ impl SharedBook {
                 available: NanoUsd(detail.parse().unwrap_or(0)),
                 window,
             }),
+            "spend" => Err(Refused::Spend {
+                cap: match detail {
+                    "day" => Cap::Day,
+                    "month" => Cap::Month,
+                    _ => Cap::Total,
+                },
+                now_ms,
+                window,
+            }),
             other => Err(Refused::Unavailable(SharedError::Unexpected(format!(
                 "admit: {other}"
             )))),
@@ -310,8 +374,35 @@ impl SharedBook {
         Ok(())
     }
 
-    /// The request finished: its hold becomes `cost`, its token estimate `tokens`.
+    /// What a capped key spent, as the store has it, unless a node loaded it first.
+    async fn load_spend(
+        &self,
+        hold: &Hold,
+        [day, month, total]: [NanoUsd; 3],
+        (day0, month0): (i64, i64),
+    ) -> Result<(), SharedError> {
+        let k = self.keys(&hold.account_id);
+        let mut invocation = self.scripts.load_spend.key(&k.bal);
+        invocation
+            .arg(&hold.key_id)
+            .arg(day.nanos())
+            .arg(day0)
+            .arg(month.nanos())
+            .arg(month0)
+            .arg(total.nanos());
+        self.shared
+            .run(|mut conn| {
+                let invocation = &invocation;
+                async move { conn.invoke(invocation).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The request finished: its hold becomes `cost` (and counts in its key's spend),
+    /// its token estimate `tokens`.
     pub async fn settle(&self, hold: &Hold, cost: NanoUsd, tokens: u64) {
+        let now = now_ms();
         self.forget_in_flight(hold);
         let k = self.keys(&hold.account_id);
         let [_, _, tn] = self.window_keys(&hold.account_id, &hold.key_id);
@@ -323,7 +414,10 @@ impl SharedBook {
             .arg(&hold.request_id)
             .arg(cost.nanos())
             .arg(tokens)
-            .arg(millis(self.shared.config.settled_lease));
+            .arg(millis(self.shared.config.settled_lease))
+            .arg(&hold.key_id)
+            .arg(day_start_ms(now))
+            .arg(month_start_ms(now));
         if let Err(e) = self
             .shared
             .run(|mut conn| {

@@ -5,18 +5,27 @@
 -- KEYS: bal, holds, lease, requests window (ZSET id -> ms), tokens window (ZSET id -> ms),
 --       token counts (HASH id -> tokens, `_sum`)
 -- ARGV: request id, worst case, max in flight, rpm (0: none), tpm (0: none),
---       estimated tokens, lease ms, window ms, idle ms (every key expires when idle)
+--       estimated tokens, lease ms, window ms, idle ms (every key expires when idle),
+--       key id, daily, monthly, total spend cap (0: none), this UTC day's and month's
+--       start (ms)
 -- Returns {outcome, detail, requests in window, ms until it clears, tokens in window,
 -- ms until it clears}; outcome: ok (detail: amount held, then 1 if partial), load (no
--- balance here yet), rpm / tpm (detail: retry after ms), concurrency, insufficient
--- (detail: available).
+-- balance here yet), load_spend (no spend of this key here yet), rpm / tpm (detail:
+-- retry after ms), concurrency, insufficient (detail: available), spend (detail: day,
+-- month or total: the cap reached).
 local bal, holds, lease, rq, tk, tn = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, worst = ARGV[1], ARGV[2]
 local max_in_flight, rpm, tpm = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local estimate, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 local window, idle = tonumber(ARGV[8]), tonumber(ARGV[9])
+local key_id = ARGV[10]
+local caps = {day = tonumber(ARGV[11]), month = tonumber(ARGV[12]), total = tonumber(ARGV[13])}
+local day0, mon0 = ARGV[14], ARGV[15]
+local capped = caps.day > 0 or caps.month > 0 or caps.total > 0
+local kp = 'k:' .. key_id .. ':'
 
 if redis.call('EXISTS', bal) == 0 then return {'load'} end
+if capped and redis.call('HEXISTS', bal, kp .. 'tot') == 0 then return {'load_spend'} end
 local now = now_ms()
 drop_lapsed(bal, holds, lease, now)
 
@@ -91,18 +100,49 @@ if available <= 0 then
   return {'insufficient', string.format('%.0f', available), requests, requests_clear, tokens,
     tokens_clear}
 end
-local amount, partial = worst, 0
-if available < tonumber(worst) then
-  if b[4] ~= '' then
+-- The key's spend caps: what the tightest still allows after its requests in flight.
+local key_left, key_cap = nil, nil
+if capped then
+  roll_spend(bal, kp, day0, mon0)
+  local k = redis.call('HMGET', bal, kp .. 'day', kp .. 'mon', kp .. 'tot', kp .. 'held', kp .. 'part')
+  local spent = {day = tonumber(k[1]), month = tonumber(k[2]), total = tonumber(k[3])}
+  for _, which in ipairs({'day', 'month', 'total'}) do
+    if caps[which] > 0 then
+      local left = caps[which] - spent[which] - tonumber(k[4])
+      if key_left == nil or left < key_left then key_left, key_cap = left, which end
+    end
+  end
+  if key_left <= 0 then
+    return {'spend', key_cap, requests, requests_clear, tokens, tokens_clear}
+  end
+  if key_left < tonumber(worst) and k[5] ~= '' and key_left < available then
+    return {'spend', key_cap, requests, requests_clear, tokens, tokens_clear}
+  end
+end
+local limit, partial = available, 0
+if key_left ~= nil and key_left < limit then limit = key_left end
+local amount = worst
+if limit < tonumber(worst) then
+  local key_binds = key_left ~= nil and key_left < available
+  if (not key_binds and b[4] ~= '') then
     return {'insufficient', string.format('%.0f', available), requests, requests_clear,
       tokens, tokens_clear}
   end
-  amount, partial = string.format('%.0f', available), 1
-  redis.call('HSET', bal, 'partial', id)
+  amount, partial = string.format('%.0f', limit), 1
+  if key_binds then
+    redis.call('HSET', bal, kp .. 'part', id)
+  else
+    redis.call('HSET', bal, 'partial', id)
+  end
 end
 redis.call('HINCRBY', bal, 'held', amount)
 redis.call('HINCRBY', bal, 'inflight', 1)
-redis.call('HSET', holds, id, 'r:' .. amount)
+local tag = ''
+if capped then
+  redis.call('HINCRBY', bal, kp .. 'held', amount)
+  tag = ':' .. key_id
+end
+redis.call('HSET', holds, id, 'r:' .. amount .. tag)
 redis.call('ZADD', lease, now + lease_ms, id)
 for _, k in ipairs({bal, holds, lease}) do redis.call('PEXPIRE', k, idle) end
 return {'ok', amount .. ':' .. partial, requests, requests_clear, tokens, tokens_clear}

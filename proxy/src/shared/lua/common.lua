@@ -17,19 +17,46 @@ local function negate(amount)
   return '-' .. amount
 end
 
+-- A key with spend caps keeps, in `bal` too, fields `k:<key id>:<name>`: day, day0
+-- (the UTC day they count), mon, mon0, tot (spent), held (its requests in flight
+-- hold), part (its one request allowed to hold less than its worst case).
+
+-- A hold's state (r or s), amount (a string) and key id (empty: the key has no caps).
+local function parse_hold(h)
+  return string.match(h, '^(%a):(%-?%d+):?(.*)$')
+end
+
 -- Drops one hold: its amount leaves `held`; an in-flight one also leaves `inflight`
--- and, if it was the partial one, frees that place.
+-- and its key's `held`, and, if it was a partial one, frees that place.
 local function drop_hold(bal, holds, lease, id)
   local h = redis.call('HGET', holds, id)
   redis.call('ZREM', lease, id)
   if not h then return end
   redis.call('HDEL', holds, id)
-  redis.call('HINCRBY', bal, 'held', negate(string.sub(h, 3)))
-  if string.sub(h, 1, 1) == 'r' then
+  local state, amount, key = parse_hold(h)
+  redis.call('HINCRBY', bal, 'held', negate(amount))
+  if state == 'r' then
     redis.call('HINCRBY', bal, 'inflight', -1)
     if redis.call('HGET', bal, 'partial') == id then
       redis.call('HSET', bal, 'partial', '')
     end
+    if key ~= '' then
+      local kp = 'k:' .. key .. ':'
+      redis.call('HINCRBY', bal, kp .. 'held', negate(amount))
+      if redis.call('HGET', bal, kp .. 'part') == id then
+        redis.call('HSET', bal, kp .. 'part', '')
+      end
+    end
+  end
+end
+
+-- Starts the key's day and month over when their period has passed.
+local function roll_spend(bal, kp, day0, mon0)
+  if redis.call('HGET', bal, kp .. 'day0') ~= day0 then
+    redis.call('HSET', bal, kp .. 'day', 0, kp .. 'day0', day0)
+  end
+  if redis.call('HGET', bal, kp .. 'mon0') ~= mon0 then
+    redis.call('HSET', bal, kp .. 'mon', 0, kp .. 'mon0', mon0)
   end
 end
 
