@@ -110,10 +110,15 @@ ID=$("$BIN/tokenroute" --config "$WORK/alone.toml" keys list --email bench@examp
 # A rate limit high enough never to refuse, so that the limit's script work is measured.
 "$BIN/tokenroute" --config "$WORK/alone.toml" keys set-limits "$ID" --rpm 100000000 \
     --tpm 100000000000 >/dev/null 2>&1
+PLAIN=$("$BIN/tokenroute" --config "$WORK/alone.toml" keys create --email plain@example.com \
+    --credits 1000000 2>/dev/null | tail -n 1)
 export BENCH_AUTH=$KEY
 
-redis_stat() { # calls of all commands, then used CPU seconds
-    redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[:=,]' '/^cmdstat_/ { s += $3 } END { printf "%d ", s }'
+redis_stat() { # round trips (what nodes send: scripts, PUBLISH), all commands (scripts' inner calls included), used CPU seconds
+    redis-cli -p "$REDIS_PORT" info commandstats | awk -F'[:=,]' '
+        /^cmdstat_/ { all += $3 }
+        /^cmdstat_(evalsha|eval|publish|script\|load):/ { trips += $3 }
+        END { printf "%d %d ", trips, all }'
     redis-cli -p "$REDIS_PORT" info cpu | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.3f\n", s }'
 }
 pg_stat() { # transactions committed, rows inserted + updated
@@ -146,10 +151,11 @@ run() { # run NAME [redis] [key-cache-ttl]
         n = split(line, f, /[ =]/); for (i = 2; i < n; i += 2) w[f[i]] = f[i + 1]
         req = w["requests"]; errs = w["err_status"] + w["err_connect"] + w["err_read"] + w["err_timeout"]
         split(r0, a, " "); split(r1, b, " "); split(p0, c, " "); split(p1, d, " ")
-        printf "| %s | %.0f | %.2f / %.2f | %.3f | %.2f | %.3f | %.2f | %.2f | %d |", name,
+        printf "| %s | %.0f | %.2f / %.2f | %.3f | %.2f | %.1f | %.3f | %.3f | %.2f | %d |", name,
             req / (w["duration_us"] / 1e6), w["p50_us"] / 1000, w["p99_us"] / 1000,
-            (t1 - t0) / hz / req * 1000, (b[1] - a[1]) / req, (b[2] - a[2]) / req * 1000,
-            (d[1] - c[1]) / req, (d[2] - c[2]) / req, errs }')")
+            (t1 - t0) / hz / req * 1000, (b[1] - a[1]) / req, (b[2] - a[2]) / req,
+            (b[3] - a[3]) / req * 1000, (d[1] - c[1]) / req, (d[2] - c[2]) / req, errs }')")
+    redis-cli -p "$REDIS_PORT" info commandstats | grep -E '^cmdstat_(evalsha|eval):' >>"$WORK/redis-commandstats-$name.txt" || true
     log "${ROWS[-1]}"
 }
 
@@ -159,6 +165,8 @@ log "node sharing state in Redis (key cache 1 s)"
 run shared redis
 log "node sharing state in Redis (key cache 60 s: changes are broadcast)"
 run shared-ttl60 redis 60000
+log "the same, a key without rate limits"
+BENCH_AUTH=$PLAIN run shared-ttl60-no-limits redis 60000
 
 mkdir -p "$ROOT/benchmarks/results"
 OUT="$ROOT/benchmarks/results/scale-out-$(date -u +%F).md"
@@ -168,11 +176,17 @@ OUT="$ROOT/benchmarks/results/scale-out-$(date -u +%F).md"
     echo "- Date: $(date -u '+%F %H:%M UTC'); commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet || echo ' (with uncommitted changes)')"
     echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); Redis $(redis-server --version | awk '{ print $3 }'), $(psql --version | awk '{ print $1, $3 }')"
     echo "- Command: \`benchmarks/scale_out.sh\` (BENCH_DURATION=$BENCH_DURATION s, $BENCH_CONNECTIONS connections, ${BENCH_WARMUP} s warm-up)."
-    echo "- Node and fake provider pinned to CPU 0; wrk, Redis and Postgres on CPU 1. Small non-streaming chat requests; a key with rate limits (so the limits' script runs); usage written to Postgres."
+    echo "- Node and fake provider pinned to CPU 0; wrk, Redis and Postgres on CPU 1 (so Postgres and Redis compete with the load generator: latency tails there are this machine's, not the node's). Small non-streaming chat requests; a key with rate limits (requests and tokens per minute, so the windows' script work runs) except in the last row; usage written to Postgres."
     echo
-    echo "| node | requests/s | p50 / p99 ms | node CPU s per 1k req | Redis commands per req | Redis CPU s per 1k req | Postgres commits per req | Postgres rows written per req | errors |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| node | requests/s | p50 / p99 ms | node CPU s per 1k req | Redis round trips per req | Redis commands per req (inside scripts too) | Redis CPU s per 1k req | Postgres commits per req | Postgres rows written per req | errors |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
+    echo
+    echo "Redis's own accounting of the scripts at the end of the run (cumulative):"
+    echo
+    echo '```'
+    cat "$WORK"/redis-commandstats-shared-ttl60.txt 2>/dev/null || true
+    echo '```'
 } >"$OUT"
 cat "$OUT"
 log "wrote $OUT"

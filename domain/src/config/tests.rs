@@ -350,6 +350,7 @@ fn redis_is_one_server_or_a_cluster_with_an_outage_policy() {
         ),
         ("[redis]\ncluster-nodes = []", "redis.cluster-nodes"),
         ("[redis]\nurl = \"http://a\"", "redis.url"),
+        ("[redis]\nurl = \"rediss://a\"", "redis.url"),
         (
             "[redis]\ncluster-nodes = [\"redis://a\", \"b\"]",
             "redis.cluster-nodes[1]",

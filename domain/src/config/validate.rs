@@ -705,13 +705,19 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {
         }
     };
     for (i, node) in nodes.iter().enumerate() {
-        if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+        if !node.starts_with("redis://") {
             let key = if cluster {
                 format!("redis.cluster-nodes[{i}]")
             } else {
                 "redis.url".into()
             };
-            return Err((key, "must start with redis:// or rediss://".into()));
+            let why = if node.starts_with("rediss://") {
+                "TLS to Redis (rediss://) is not built in: keep Redis on a private network, \
+                 or reach it through a TLS tunnel (stunnel, spiped) at a redis:// address"
+            } else {
+                "must start with redis://"
+            };
+            return Err((key, why.into()));
         }
     }
     let on_outage = match raw.on_outage.as_deref() {

@@ -78,18 +78,19 @@ if tpm > 0 then
     return {'tpm', retry, requests, requests_clear, tokens, tokens_clear}
   end
 end
+-- Counted: the newest entry of each window is this one, which clears in a window.
 if rpm > 0 then
   redis.call('ZADD', rq, now, id)
   redis.call('PEXPIRE', rq, window)
+  requests, requests_clear = redis.call('ZCARD', rq), window
 end
 if tpm > 0 then
   redis.call('ZADD', tk, now, id)
   redis.call('HSET', tn, id, estimate)
-  redis.call('HINCRBY', tn, '_sum', estimate)
+  tokens, tokens_clear = redis.call('HINCRBY', tn, '_sum', estimate), window
   redis.call('PEXPIRE', tk, window)
   redis.call('PEXPIRE', tn, window)
 end
-window_state()
 
 local b = redis.call('HMGET', bal, 'ledger', 'held', 'inflight', 'partial')
 if tonumber(b[3]) >= max_in_flight then
