@@ -173,7 +173,7 @@ OUT="$ROOT/benchmarks/results/scale-out-$(date -u +%F).md"
 {
     echo "# Scale-out: one node's cost, alone and sharing state in Redis"
     echo
-    echo "- Date: $(date -u '+%F %H:%M UTC'); commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet || echo ' (with uncommitted changes)')"
+    echo "- Date: $(date -u '+%F %H:%M UTC'); commit $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet -- . ':!benchmarks/results' || echo ' (with uncommitted changes)')"
     echo "- Machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); Redis $(redis-server --version | awk '{ print $3 }'), $(psql --version | awk '{ print $1, $3 }')"
     echo "- Command: \`benchmarks/scale_out.sh\` (BENCH_DURATION=$BENCH_DURATION s, $BENCH_CONNECTIONS connections, ${BENCH_WARMUP} s warm-up)."
     echo "- Node and fake provider pinned to CPU 0; wrk, Redis and Postgres on CPU 1 (so Postgres and Redis compete with the load generator: latency tails there are this machine's, not the node's). Small non-streaming chat requests; a key with rate limits (requests and tokens per minute, so the windows' script work runs) except in the last row; usage written to Postgres."
