@@ -154,12 +154,26 @@ fn launch_inner(
             &registry,
         )
         .map_err(LaunchError::ControlPlane)?;
+        let tls = match &config.control_plane.tls {
+            Some(files) => {
+                let _guard = runtime.enter();
+                tokenroute_proxy::tls::install_crypto();
+                let cert = tokenroute_proxy::tls::ReloadingCert::open(&files.cert, &files.key)
+                    .map_err(LaunchError::Tls)?;
+                runtime.spawn(tokenroute_proxy::tls::watch(
+                    cert.clone(),
+                    control_plane_stop_rx.clone(),
+                ));
+                Some(tokenroute_proxy::tls::server_config(cert))
+            }
+            None => None,
+        };
         control_plane = Some(runtime.spawn(async move {
             let listener = match listener {
                 Some(listener) => listener,
                 None => bind_when_free(addr).await?,
             };
-            tokenroute_control_plane::serve(listener, state, control_plane_stop_rx).await
+            tokenroute_control_plane::serve(listener, state, control_plane_stop_rx, tls).await
         }));
         tracing::info!(
             "dashboard listening on http://{}",

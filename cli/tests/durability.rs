@@ -5,24 +5,16 @@
 //! that `tokenroute ledger verify` is clean.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{assert_each_billed_once, free_port, with_config, BIN};
 use sqlx::Connection;
-use tokenroute_store::Store;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tokenroute");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(dir: &Path, store_url: &str) -> (PathBuf, u16) {
     let (path, port, _) = write_config_with_dashboard(dir, store_url);
@@ -70,16 +62,6 @@ max-output-tokens = 1000
     let path = dir.join("tokenroute.toml");
     std::fs::write(&path, text).unwrap();
     (path, port, cp)
-}
-
-fn cli(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
 }
 
 struct Proxy(Child);
@@ -175,62 +157,8 @@ async fn load(
     ids
 }
 
-/// Waits until every id has its usage row, then checks: one row and one debit each,
-/// and a clean `ledger verify`.
-async fn assert_each_billed_once(
-    store_url: &str,
-    config: &Path,
-    account_email: &str,
-    ids: &[String],
-) {
-    let store = Store::connect(store_url, 2).await.unwrap();
-    let account = store
-        .account_by_email(account_email)
-        .await
-        .unwrap()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let rows = loop {
-        let rows = store
-            .usage_of_account(&account.id, 1_000_000)
-            .await
-            .unwrap();
-        let have: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.request_id.as_str()).collect();
-        let missing = ids.iter().filter(|id| !have.contains(id.as_str())).count();
-        if missing == 0 {
-            break rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} answered requests have no usage row"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut seen = std::collections::HashMap::new();
-    for r in &rows {
-        *seen.entry(r.request_id.as_str()).or_insert(0) += 1;
-    }
-    assert!(seen.values().all(|&n| n == 1), "a request recorded twice");
-    let ledger = store.ledger(&account.id, 1_000_000).await.unwrap();
-    let mut debits = std::collections::HashMap::new();
-    for e in ledger.iter().filter(|e| e.kind == "usage") {
-        *debits.entry(e.reference.as_str()).or_insert(0) += 1;
-    }
-    for id in ids {
-        assert_eq!(debits.get(id.as_str()), Some(&1), "request {id}: one debit");
-    }
-    let verify = cli(config, &["ledger", "verify"]);
-    assert!(
-        verify.status.success(),
-        "ledger verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-}
-
 fn create_key(config: &Path, email: &str) -> String {
-    let out = cli(
+    let out = with_config(
         config,
         &["keys", "create", "--email", email, "--credits", "100"],
     );

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_port, BIN};
+use common::{assert_each_billed_once, free_port, wait_for_port, with_config, BIN};
 use sqlx::Connection;
 use tokenroute_domain::NanoUsd;
 use tokenroute_store::Store;
@@ -274,7 +274,7 @@ max-output-tokens = 1000
             });
         }
         // Migrate once before the nodes race to.
-        let out = cli(&nodes[0].config, &["migrate"]);
+        let out = with_config(&nodes[0].config, &["migrate"]);
         assert!(
             out.status.success(),
             "{}",
@@ -297,7 +297,7 @@ max-output-tokens = 1000
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = cli(&self.nodes[0].config, args);
+        let out = with_config(&self.nodes[0].config, args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -367,16 +367,6 @@ max-output-tokens = 1000
     }
 }
 
-fn cli(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
 fn body() -> &'static str {
     r#"{"model":"slow/m","max_tokens":5,"messages":[{"role":"user","content":"hello"}]}"#
 }
@@ -402,50 +392,6 @@ async fn request(client: &reqwest::Client, url: &str, key: &str) -> (u16, Option
         }
         Err(e) => (0, None, e.to_string()),
     }
-}
-
-/// Waits until every id has one usage row; checks one debit each, and `ledger verify`.
-async fn assert_billed_once(fleet: &Fleet, email: &str, ids: &[String]) {
-    let store = fleet.store().await;
-    let account = store.account_by_email(email).await.unwrap().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let rows = loop {
-        let rows = store
-            .usage_of_account(&account.id, 1_000_000)
-            .await
-            .unwrap();
-        let have: std::collections::HashSet<&str> =
-            rows.iter().map(|r| r.request_id.as_str()).collect();
-        let missing = ids.iter().filter(|id| !have.contains(id.as_str())).count();
-        if missing == 0 {
-            break rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} answered requests have no usage row"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut seen = std::collections::HashMap::new();
-    for r in &rows {
-        *seen.entry(r.request_id.clone()).or_insert(0) += 1;
-    }
-    assert!(seen.values().all(|&n| n == 1), "a request recorded twice");
-    let ledger = store.ledger(&account.id, 1_000_000).await.unwrap();
-    let mut debits = std::collections::HashMap::new();
-    for e in ledger.iter().filter(|e| e.kind == "usage") {
-        *debits.entry(e.reference.clone()).or_insert(0) += 1;
-    }
-    for id in ids {
-        assert_eq!(debits.get(id), Some(&1), "request {id}: one debit");
-    }
-    let verify = cli(&fleet.nodes[0].config, &["ledger", "verify"]);
-    assert!(
-        verify.status.success(),
-        "ledger verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
 }
 
 /// Sends `per_node` requests to each node, `concurrency` at a time per node; returns
@@ -515,7 +461,13 @@ async fn a_60_rpm_key_gets_60_requests_a_minute_across_three_nodes() {
         .filter(|r| r.0 == 200)
         .filter_map(|r| r.1.clone())
         .collect();
-    assert_billed_once(&fleet, "rpm@example.com", &ids).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "rpm@example.com",
+        &ids,
+    )
+    .await;
     fleet.finish().await;
 }
 
@@ -544,7 +496,13 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
         .count();
     assert_eq!(ok.len(), 10, "10 answers a day in all, not per node");
     assert_eq!(capped, 60 - 10);
-    assert_billed_once(&fleet, "cap@example.com", &ok).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "cap@example.com",
+        &ok,
+    )
+    .await;
     fleet.finish().await;
 }
 
@@ -559,23 +517,7 @@ async fn a_revoked_key_is_refused_by_every_node_within_a_second() {
     }
     let revoked = Instant::now();
     fleet.cli(&["keys", "revoke", &id]);
-    for node in &fleet.nodes {
-        loop {
-            let (status, _, _) = request(&client, &node.url(), &key).await;
-            if status == 401 {
-                break;
-            }
-            assert_eq!(status, 200);
-            assert!(
-                revoked.elapsed() < Duration::from_secs(1),
-                "node on {} still serves a revoked key",
-                node.port
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let took = revoked.elapsed();
-    assert!(took < Duration::from_secs(1), "{took:?}");
+    every_node_answers(&fleet, &key, 401, revoked, "a revoked key").await;
     for node in &fleet.nodes {
         assert!(
             node.metric("tokenroute_invalidations_total{kind=\"key\"}")
@@ -609,7 +551,13 @@ async fn three_nodes_overspend_no_more_than_one_request() {
         .collect();
     assert_eq!(ok.len() + refused, 300, "only 200s and 402s: {others:?}");
     assert!(!ok.is_empty());
-    assert_billed_once(&fleet, "spend@example.com", &ok).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "spend@example.com",
+        &ok,
+    )
+    .await;
     let store = fleet.store().await;
     let account = store
         .account_by_email("spend@example.com")
@@ -658,21 +606,28 @@ async fn three_nodes_overspend_no_more_than_one_request() {
         "--credits",
         credits.trim_start_matches('$'),
     ]);
+    every_node_answers(&fleet, &key, 200, topped_up, "the top-up").await;
+    fleet.finish().await;
+}
+
+/// Waits until every node answers `want` to a request with `key`: each within a
+/// second of `since`, when `change` was made elsewhere.
+async fn every_node_answers(fleet: &Fleet, key: &str, want: u16, since: Instant, change: &str) {
+    let client = reqwest::Client::new();
     for node in &fleet.nodes {
         loop {
-            let (status, _, _) = request(&client, &node.url(), &key).await;
-            if status == 200 {
+            let (status, _, text) = request(&client, &node.url(), key).await;
+            if status == want {
                 break;
             }
             assert!(
-                topped_up.elapsed() < Duration::from_secs(1),
-                "node on {} still refuses after the top-up",
+                since.elapsed() < Duration::from_secs(1),
+                "node on {} answers {status} a second after {change}: {text}",
                 node.port
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    fleet.finish().await;
 }
 
 /// Load on every node until `stop`; returns the generation ids answered with 200 and
@@ -736,7 +691,13 @@ async fn a_node_killed_mid_run_loses_no_usage() {
     assert!(ok.len() > 50, "the load ran: {}", ok.len());
     // The node comes back on its spool, which it replays into the store.
     fleet.nodes[1].start();
-    assert_billed_once(&fleet, "kill@example.com", &ok).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "kill@example.com",
+        &ok,
+    )
+    .await;
     // The dead process's holds lapsed — in flight after hold-lease-ms (2 s here), and
     // charges it settled but never spooled (it died between the two; no client got
     // an answer for them) after settled-lease-ms (3 s here): once a request passes
@@ -753,7 +714,13 @@ async fn a_node_killed_mid_run_loses_no_usage() {
     assert_eq!(status, 200);
     let mut all = ok.clone();
     all.push(id.unwrap());
-    assert_billed_once(&fleet, "kill@example.com", &all).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "kill@example.com",
+        &all,
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let balance = store.balance(&account.id).await.unwrap();
@@ -895,7 +862,13 @@ async fn redis_stopped_mid_run_local_nodes_keep_serving_refusing_nodes_say_503()
     }
     // The refusing node serves again, through Redis.
     assert_eq!(request(&client, &fleet.nodes[2].url(), &key).await.0, 200);
-    assert_billed_once(&fleet, "redis-down@example.com", &ok).await;
+    assert_each_billed_once(
+        &fleet.store_url(),
+        &fleet.nodes[0].config,
+        "redis-down@example.com",
+        &ok,
+    )
+    .await;
     fleet.finish().await;
 }
 
@@ -960,11 +933,6 @@ async fn a_redis_cluster_serves_the_fleet() {
     }
     let revoked = Instant::now();
     fleet.cli(&["keys", "revoke", &id]);
-    for node in &fleet.nodes {
-        while request(&client, &node.url(), &key).await.0 != 401 {
-            assert!(revoked.elapsed() < Duration::from_secs(1));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    every_node_answers(&fleet, &key, 401, revoked, "a revoked key").await;
     fleet.finish().await;
 }

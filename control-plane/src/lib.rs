@@ -114,13 +114,18 @@ pub fn router(state: AppState) -> Router {
         .merge(web::router())
         .layer(axum::middleware::from_fn(csrf::protect))
         .layer(session::layer(state.store.clone(), secure));
-    Router::new()
+    let mut routes = Router::new()
         .merge(with_session)
         // Stripe authenticates by signature; it has no session and needs none.
         .route("/stripe/webhook", post(stripe::webhook::receive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(axum::middleware::from_fn(web::security_headers))
+        .layer(axum::middleware::from_fn(web::security_headers));
+    if secure {
+        // Reached over HTTPS (here or at a terminator in front): browsers keep to it.
+        routes = routes.layer(axum::middleware::from_fn(web::strict_transport));
+    }
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             log_access,
@@ -128,12 +133,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` becomes true, then finishes in-flight requests. Also runs
-/// the retention jobs ([`retention`]).
+/// Serves until `shutdown` becomes true, then finishes in-flight requests — over TLS
+/// with `tls` (HTTP/2 and HTTP/1.1 by ALPN), else plain HTTP. Also runs the retention
+/// jobs ([`retention`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(retention::schedule(
         state.store.clone(),
@@ -142,14 +149,29 @@ pub async fn serve(
         state.logto.clone(),
         state.mailer.clone(),
     ));
-    let served = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .await;
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+        }
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopping = handle.clone();
+            tokio::spawn(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+                stopping.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(app)
+                .await
+        }
+    };
     sweeper.abort();
     served
 }

@@ -101,6 +101,22 @@ impl ReloadingCert {
     }
 }
 
+/// Installs rustls's process-wide crypto provider (ring, as Pingora's) if none is yet:
+/// certificates cannot be loaded before.
+pub fn install_crypto() {
+    pingora::tls::install_default_crypto_provider();
+}
+
+/// A rustls configuration serving `cert` (as it reloads), offering HTTP/2 and HTTP/1.1
+/// by ALPN: the control plane's, which axum serves rather than Pingora.
+pub fn server_config(cert: Arc<ReloadingCert>) -> Arc<pingora::tls::ServerConfig> {
+    let mut config = pingora::tls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 /// Reloads the certificate when its files change, until shutdown.
 pub async fn watch(cert: Arc<ReloadingCert>, mut shutdown: watch::Receiver<bool>) {
     loop {

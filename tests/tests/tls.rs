@@ -231,3 +231,85 @@ max-output-tokens = 1000
         "nothing went through the unverified provider"
     );
 }
+
+/// The dashboard serves TLS itself when `control-plane.tls-cert` / `tls-key` are set:
+/// HTTP/1.1 and HTTP/2 by ALPN, HSTS on every response, a renewed certificate without
+/// a restart, and no plain HTTP on its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_tls_with_hsts_and_renewals_need_no_restart() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ca1, cert1, key1) = issue("Dashboard CA one");
+    write_pair(dir.path(), &cert1, &key1);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gw = Gateway::start_with_listener(
+        Backend::Sqlite,
+        &fake,
+        Options {
+            control_plane_toml: format!(
+                "public-url = \"https://127.0.0.1:{port}\"\ntls-cert = \"{}\"\ntls-key = \"{}\"\n",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display(),
+            ),
+            ..Options::default()
+        },
+        Some(listener),
+    )
+    .await;
+    let dashboard = format!("https://127.0.0.1:{port}");
+
+    let resp = client(&ca1, true)
+        .get(format!("{dashboard}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), resp.version()),
+        (200, reqwest::Version::HTTP_11)
+    );
+    let page = client(&ca1, false)
+        .get(format!("{dashboard}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert!(page.headers().contains_key("content-security-policy"));
+    // The session cookie of an HTTPS dashboard is Secure.
+    let cookies: Vec<_> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
+    assert!(cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
+    // Plain HTTP to the TLS port gets no answer.
+    assert!(reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true));
+
+    // A renewed certificate is served within seconds, without a restart.
+    let (ca2, cert2, key2) = issue("Dashboard CA two");
+    write_pair(dir.path(), &cert2, &key2);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client(&ca2, false)
+        .get(format!("{dashboard}/healthz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(gw);
+}

@@ -100,3 +100,70 @@ impl Serve {
         }
     }
 }
+
+/// `tokenroute --config CONFIG ARGS...`, as a user runs it.
+pub fn with_config(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Waits until every id has its usage row, then checks: one row and one debit each,
+/// and a clean `ledger verify`.
+pub async fn assert_each_billed_once(
+    store_url: &str,
+    config: &Path,
+    account_email: &str,
+    ids: &[String],
+) {
+    let store = tokenroute_store::Store::connect(store_url, 2)
+        .await
+        .unwrap();
+    let account = store
+        .account_by_email(account_email)
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = store
+            .usage_of_account(&account.id, 1_000_000)
+            .await
+            .unwrap();
+        let have: std::collections::HashSet<&str> =
+            rows.iter().map(|r| r.request_id.as_str()).collect();
+        let missing = ids.iter().filter(|id| !have.contains(id.as_str())).count();
+        if missing == 0 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} answered requests have no usage row"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut seen = std::collections::HashMap::new();
+    for r in &rows {
+        *seen.entry(r.request_id.as_str()).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "a request recorded twice");
+    let ledger = store.ledger(&account.id, 1_000_000).await.unwrap();
+    let mut debits = std::collections::HashMap::new();
+    for e in ledger.iter().filter(|e| e.kind == "usage") {
+        *debits.entry(e.reference.as_str()).or_insert(0) += 1;
+    }
+    for id in ids {
+        assert_eq!(debits.get(id.as_str()), Some(&1), "request {id}: one debit");
+    }
+    let verify = with_config(config, &["ledger", "verify"]);
+    assert!(
+        verify.status.success(),
+        "ledger verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

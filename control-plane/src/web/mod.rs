@@ -196,6 +196,19 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// `Strict-Transport-Security` for a dashboard reached over HTTPS: a year, subdomains
+/// included, so a browser that has been here never tries plain HTTP again.
+pub async fn strict_transport(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .entry("strict-transport-security")
+        .or_insert(HeaderValue::from_static(
+            "max-age=31536000; includeSubDomains",
+        ));
+    response
+}
+
 /// Why a page could not be shown.
 #[derive(Debug)]
 pub enum WebError {

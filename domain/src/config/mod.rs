@@ -118,6 +118,9 @@ pub struct ControlPlaneConfig {
     pub public_url: String,
     /// Signed-in users with one of these emails (lower-cased) are admins.
     pub admin_emails: Vec<String>,
+    /// The dashboard's certificate and key, when it serves TLS itself (else plain
+    /// HTTP, e.g. behind a TLS-terminating load balancer).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ControlPlaneConfig {

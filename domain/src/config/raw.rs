@@ -73,6 +73,8 @@ pub struct RawControlPlane {
     pub listen: Option<String>,
     pub public_url: Option<String>,
     pub admin_emails: Option<Vec<String>>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -371,3 +371,22 @@ fn redis_is_one_server_or_a_cluster_with_an_outage_policy() {
         assert_eq!(error_of(text).0, key, "{text}");
     }
 }
+
+#[test]
+fn the_dashboard_serves_tls_only_with_both_files_and_an_https_url() {
+    let config = parse(
+        "[control-plane]\npublic-url = \"https://dash.example.com\"\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"",
+    )
+    .unwrap();
+    let tls = config.control_plane.tls.unwrap();
+    assert_eq!(tls.cert, std::path::PathBuf::from("c.pem"));
+    assert!(parse("").unwrap().control_plane.tls.is_none());
+    assert_eq!(
+        error_of("[control-plane]\ntls-cert = \"c.pem\"").0,
+        "control-plane.tls-key"
+    );
+    assert_eq!(
+        error_of("[control-plane]\ntls-cert = \"c.pem\"\ntls-key = \"k.pem\"").0,
+        "control-plane.public-url"
+    );
+}

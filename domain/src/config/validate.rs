@@ -55,19 +55,7 @@ pub(super) fn validate(
             30,
         )?,
         http2: raw.proxy.http2.unwrap_or(true),
-        tls: match (raw.proxy.tls_cert, raw.proxy.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: PathBuf::from(cert),
-                key: PathBuf::from(key),
-            }),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(("proxy.tls-key".into(), "is required with tls-cert".into()))
-            }
-            (None, Some(_)) => {
-                return Err(("proxy.tls-cert".into(), "is required with tls-key".into()))
-            }
-        },
+        tls: tls_files("proxy", raw.proxy.tls_cert, raw.proxy.tls_key)?,
         upstream_ca_file: raw.proxy.upstream_ca_file.map(PathBuf::from),
         upgrade_socket: raw.proxy.upgrade_socket.map_or_else(
             || default_data_dir(&store_url_for_defaults).join("upgrade.sock"),
@@ -122,7 +110,18 @@ pub(super) fn validate(
             .iter()
             .map(|e| e.trim().to_lowercase())
             .collect(),
+        tls: tls_files(
+            "control-plane",
+            raw.control_plane.tls_cert,
+            raw.control_plane.tls_key,
+        )?,
     };
+    if control_plane.tls.is_some() && !control_plane.public_url.starts_with("https://") {
+        return Err((
+            "control-plane.public-url".into(),
+            "must be an https:// URL when the dashboard serves TLS (tls-cert)".into(),
+        ));
+    }
     let oidc = raw.oidc.map(|o| oidc(o, env)).transpose()?;
     let stripe = raw.stripe.map(|s| stripe(s, env)).transpose()?;
     let email = raw
@@ -682,6 +681,29 @@ fn positive<T: PartialOrd + Default + Copy>(
         return Err((key.to_string(), "must be greater than 0".into()));
     }
     Ok(v)
+}
+
+/// A certificate and key given together (`SECTION.tls-cert`, `SECTION.tls-key`), or neither.
+fn tls_files(
+    section: &str,
+    cert: Option<String>,
+    key: Option<String>,
+) -> Result<Option<TlsFiles>, Invalid> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err((
+            format!("{section}.tls-key"),
+            "is required with tls-cert".into(),
+        )),
+        (None, Some(_)) => Err((
+            format!("{section}.tls-cert"),
+            "is required with tls-key".into(),
+        )),
+    }
 }
 
 fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {

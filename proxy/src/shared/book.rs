@@ -279,13 +279,7 @@ impl SharedBook {
             .arg(cap(limits.spend_total))
             .arg(day0)
             .arg(month0);
-        let value = self
-            .shared
-            .run(|mut conn| {
-                let invocation = &invocation;
-                async move { conn.invoke(invocation).await }
-            })
-            .await?;
+        let value = self.invoke(&invocation).await?;
         strings(value)
     }
 
@@ -365,12 +359,7 @@ impl SharedBook {
             .arg(stored.balance.nanos())
             .arg(stored.version)
             .arg(IDLE_MS);
-        self.shared
-            .run(|mut conn| {
-                let invocation = &invocation;
-                async move { conn.invoke(invocation).await }
-            })
-            .await?;
+        self.invoke(&invocation).await?;
         Ok(())
     }
 
@@ -390,12 +379,7 @@ impl SharedBook {
             .arg(month.nanos())
             .arg(month0)
             .arg(total.nanos());
-        self.shared
-            .run(|mut conn| {
-                let invocation = &invocation;
-                async move { conn.invoke(invocation).await }
-            })
-            .await?;
+        self.invoke(&invocation).await?;
         Ok(())
     }
 
@@ -418,14 +402,7 @@ impl SharedBook {
             .arg(&hold.key_id)
             .arg(day_start_ms(now))
             .arg(month_start_ms(now));
-        if let Err(e) = self
-            .shared
-            .run(|mut conn| {
-                let invocation = &invocation;
-                async move { conn.invoke(invocation).await }
-            })
-            .await
-        {
+        if let Err(e) = self.invoke(&invocation).await {
             // The in-flight hold lapses; the charge reaches the balance through the store.
             tracing::debug!(error = %e, "could not settle a shared hold");
         }
@@ -437,14 +414,7 @@ impl SharedBook {
         let k = self.keys(&hold.account_id);
         let mut invocation = self.scripts.release.key(&k.bal);
         invocation.key(&k.holds).key(&k.lease).arg(&hold.request_id);
-        if let Err(e) = self
-            .shared
-            .run(|mut conn| {
-                let invocation = &invocation;
-                async move { conn.invoke(invocation).await }
-            })
-            .await
-        {
+        if let Err(e) = self.invoke(&invocation).await {
             tracing::debug!(error = %e, "could not release a shared hold; it lapses");
         }
     }
@@ -488,14 +458,7 @@ impl SharedBook {
             for id in request_ids {
                 invocation.arg(id);
             }
-            if let Err(e) = self
-                .shared
-                .run(|mut conn| {
-                    let invocation = &invocation;
-                    async move { conn.invoke(invocation).await }
-                })
-                .await
-            {
+            if let Err(e) = self.invoke(&invocation).await {
                 tracing::debug!(error = %e, "could not drop committed holds; they lapse");
             }
         }
@@ -523,19 +486,20 @@ impl SharedBook {
                 for id in &ids {
                     invocation.arg(id);
                 }
-                if self
-                    .shared
-                    .run(|mut conn| {
-                        let invocation = &invocation;
-                        async move { conn.invoke(invocation).await }
-                    })
-                    .await
-                    .is_err()
-                {
+                if self.invoke(&invocation).await.is_err() {
                     break;
                 }
             }
         }
+    }
+}
+
+impl SharedBook {
+    /// Runs one script invocation through the shared connection.
+    async fn invoke(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Value, SharedError> {
+        self.shared
+            .run(|mut conn| async move { conn.invoke(invocation).await })
+            .await
     }
 }
 
