@@ -73,14 +73,14 @@ impl Proxy {
 
     /// `tokenroute <command>` (`proxy` or `serve`), once the API port accepts.
     fn run(config: &Path, port: u16, command: &str) -> Proxy {
-        let child = Command::new(BIN)
-            .arg("--config")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(config)
             .arg(command)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null());
+        common::log_to_suite_or_discard(&mut cmd, "durability");
+        let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "proxy did not start");

@@ -126,17 +126,16 @@ struct Node {
 
 impl Node {
     fn start(&mut self) {
-        let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(BIN)
-            .arg("--config")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(&self.config)
             .arg("proxy")
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        if !common::log_to_suite(&mut cmd, "scale-out-node") {
+            cmd.stderr(std::fs::File::create(&self.log).unwrap());
+        }
+        self.child = Some(cmd.spawn().unwrap());
         wait_for_port(self.port);
     }
 

@@ -80,15 +80,13 @@ fn serve(dir: &Path, config: &str, upgrade: bool) -> Serve {
     if upgrade {
         args.push("--upgrade");
     }
-    let child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Serve(child)
+        .stdout(Stdio::null());
+    common::log_to_suite_or_discard(&mut cmd, "upgrade");
+    Serve(cmd.spawn().unwrap())
 }
 
 /// One answered request: its generation id, and whether it was whole.

@@ -92,6 +92,7 @@ impl Gateway {
         if let Some(listener) = &control_plane {
             opts.control_plane_port = Some(listener.local_addr().unwrap().port());
         }
+        keep_logs_for_the_scan();
         let db = TestDb::new(backend).await;
         let toml = format!(
             r#"
@@ -369,4 +370,33 @@ impl Drop for Gateway {
             let _ = std::thread::spawn(move || running.stop(Stop::Fast)).join();
         }
     }
+}
+
+/// With `TOKENROUTE_TEST_LOGS` set (the test command sets it), everything this test
+/// process's gateways log — both planes, at debug level — goes to a file there, which
+/// the test command scans for keys after the whole suite. Once per process.
+fn keep_logs_for_the_scan() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = std::env::var_os("TOKENROUTE_TEST_LOGS") else {
+            return;
+        };
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "tests".into());
+        let path = std::path::Path::new(&dir).join(format!("{binary}-{}.log", std::process::id()));
+        let Ok(file) = std::fs::File::create(path) else {
+            return;
+        };
+        let filter = tracing_subscriber::EnvFilter::new(
+            "debug,sqlx=info,h2=info,hyper=info,hyper_util=info,rustls=info,tokio_postgres=info,\
+             html5ever=info,selectors=info,fantoccini=info,reqwest=info,cookie_store=info",
+        );
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    });
 }

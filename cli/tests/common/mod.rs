@@ -2,7 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tokenroute");
@@ -166,4 +167,34 @@ pub async fn assert_each_billed_once(
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// The log filter of served processes whose log the suite keeps: everything TokenRoute
+/// and Pingora say at debug level, the chattiest libraries at info.
+const SUITE_LOG_FILTER: &str =
+    "debug,sqlx=info,h2=info,hyper=info,hyper_util=info,rustls=info,tokio_postgres=info";
+
+/// Sends a served process's log (`name`, e.g. `scale-out-node`) to the suite's log
+/// folder when the test command names one (`TOKENROUTE_TEST_LOGS`), at debug level, for
+/// the scan for keys after the suite; returns false when there is none.
+pub fn log_to_suite(cmd: &mut Command, name: &str) -> bool {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let Some(dir) = std::env::var_os("TOKENROUTE_TEST_LOGS") else {
+        return false;
+    };
+    let file = Path::new(&dir).join(format!(
+        "{name}-{}-{}.log",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    cmd.env("RUST_LOG", SUITE_LOG_FILTER)
+        .stderr(std::fs::File::create(file).unwrap());
+    true
+}
+
+/// As [`log_to_suite`], else the log goes nowhere.
+pub fn log_to_suite_or_discard(cmd: &mut Command, name: &str) {
+    if !log_to_suite(cmd, name) {
+        cmd.stderr(Stdio::null());
+    }
 }
