@@ -495,6 +495,22 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
         .count();
     assert_eq!(ok.len(), 10, "10 answers a day in all, not per node");
     assert_eq!(capped, 60 - 10);
+    // Every node tells the key what the fleet spent (GET /v1/key), not what it served.
+    let client = reqwest::Client::new();
+    for node in &fleet.nodes {
+        let info: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{}/v1/key", node.port))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let spent = &info["data"]["spent"];
+        assert_eq!(spent["today_usd"], cap.trim_start_matches('$'), "{info}");
+        assert_eq!(spent["total_usd"], cap.trim_start_matches('$'), "{info}");
+    }
     assert_each_billed_once(
         &fleet.store_url(),
         &fleet.nodes[0].config,

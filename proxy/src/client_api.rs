@@ -99,7 +99,15 @@ pub async fn key(
 ) -> Result<(), ApiError> {
     let key = state.keys.authenticate(session.req_header()).await?;
     let internal = |e: String| ApiError::Internal(e);
-    let (today, month, total) = match state.credit.key_spent(&key.id) {
+    // In a fleet, the spend every node counts; else what this node counted; else the store.
+    let fleet = match &state.shared {
+        Some(book) if key.limits.has_spend_caps() => book.key_spent(&key.account_id, &key.id).await,
+        _ => None,
+    };
+    let (today, month, total) = match fleet
+        .map(|[day, month, total]| (day, month, total))
+        .or_else(|| state.credit.key_spent(&key.id))
+    {
         Some(spent) => spent,
         None => {
             let store = state.keys.store();

@@ -383,6 +383,40 @@ impl SharedBook {
         Ok(())
     }
 
+    /// What the fleet counts the key spent today, this month and in all — when it holds
+    /// the key's spend (a key with spend caps the fleet has admitted); `None` otherwise
+    /// or while Redis does not answer.
+    pub async fn key_spent(&self, account_id: &str, key_id: &str) -> Option<[NanoUsd; 3]> {
+        let k = self.keys(account_id);
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&k.bal);
+        for field in ["day", "day0", "mon", "mon0", "tot"] {
+            cmd.arg(format!("k:{key_id}:{field}"));
+        }
+        let value = self
+            .shared
+            .run(|mut conn| {
+                let cmd = &cmd;
+                async move { conn.query(cmd).await }
+            })
+            .await
+            .ok()?;
+        let fields = Vec::<Option<i64>>::from_redis_value(value).ok()?;
+        let [Some(day), Some(day0), Some(month), Some(month0), Some(total)] = fields[..] else {
+            return None;
+        };
+        // A period that has passed since the last request counts from zero.
+        let now = now_ms();
+        let current = |spent: i64, start: i64, now_start: i64| {
+            NanoUsd(if start == now_start { spent } else { 0 })
+        };
+        Some([
+            current(day, day0, day_start_ms(now)),
+            current(month, month0, month_start_ms(now)),
+            NanoUsd(total),
+        ])
+    }
+
     /// The request finished: its hold becomes `cost` (and counts in its key's spend),
     /// its token estimate `tokens`.
     pub async fn settle(&self, hold: &Hold, cost: NanoUsd, tokens: u64) {
