@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_each_billed_once, free_port, with_config, BIN};
-use sqlx::Connection;
+use common::{assert_each_billed_once, free_port, with_config, Database, BIN};
 
 fn write_config(dir: &Path, store_url: &str) -> (PathBuf, u16) {
     let (path, port, _) = write_config_with_dashboard(dir, store_url);
@@ -207,19 +206,9 @@ async fn sqlite_kill_9_mid_load_loses_and_doubles_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_kill_9_mid_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = std::env::var("TOKENROUTE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    let name = format!("tokenroute_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    kill_9_mid_load(url, dir.path()).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await;
+    let db = Database::create().await;
+    kill_9_mid_load(db.url.clone(), dir.path()).await;
+    db.drop_now().await;
 }
 
 /// A Postgres server of this test's own, so that it can be stopped.

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{assert_each_billed_once, free_port, wait_for_port, with_config, BIN};
-use sqlx::Connection;
+use common::{assert_each_billed_once, free_port, wait_for_port, with_config, Database, BIN};
 use tokenroute_domain::NanoUsd;
 use tokenroute_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,38 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// What each answer of the slow provider costs: 10 prompt tokens at $0.15/M and
 /// 5 completion tokens at $0.60/M.
 const COST_NANOS: i64 = 10 * 150 + 5 * 600;
-
-/// A fresh Postgres database on the suite's server, dropped at the end.
-struct Database {
-    url: String,
-    admin: String,
-    name: String,
-}
-
-impl Database {
-    async fn create() -> Database {
-        let admin = std::env::var("TOKENROUTE_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-        let name = format!("tokenroute_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        Database { url, admin, name }
-    }
-
-    async fn drop_now(self) {
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
-        let _ = sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await;
-    }
-}
 
 /// A provider that answers every chat completion after `delay`, OpenAI-style, with a
 /// fixed usage (so every request costs [`COST_NANOS`]). Returns its port.
@@ -325,6 +292,11 @@ max-output-tokens = 1000
         (key, id)
     }
 
+    /// Every id has one usage row and one debit; `ledger verify` is clean.
+    async fn assert_billed_once(&self, email: &str, ids: &[String]) {
+        assert_each_billed_once(&self.store_url(), &self.nodes[0].config, email, ids).await;
+    }
+
     async fn store(&self) -> Store {
         Store::connect(&self.store_url(), 2).await.unwrap()
     }
@@ -393,6 +365,15 @@ async fn request(client: &reqwest::Client, url: &str, key: &str) -> (u16, Option
     }
 }
 
+/// The generation ids of the requests answered with 200.
+fn answered(results: &[(u16, Option<String>, String)]) -> Vec<String> {
+    results
+        .iter()
+        .filter(|r| r.0 == 200)
+        .filter_map(|r| r.1.clone())
+        .collect()
+}
+
 /// Sends `per_node` requests to each node, `concurrency` at a time per node; returns
 /// every (status, id).
 async fn spread(
@@ -455,18 +436,8 @@ async fn a_60_rpm_key_gets_60_requests_a_minute_across_three_nodes() {
         assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "0");
         assert!(resp.headers().contains_key("retry-after"));
     }
-    let ids: Vec<String> = results
-        .iter()
-        .filter(|r| r.0 == 200)
-        .filter_map(|r| r.1.clone())
-        .collect();
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "rpm@example.com",
-        &ids,
-    )
-    .await;
+    let ids = answered(&results);
+    fleet.assert_billed_once("rpm@example.com", &ids).await;
     fleet.finish().await;
 }
 
@@ -475,20 +446,10 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
     let fleet = Fleet::start(Options::default()).await;
     let (key, id) = fleet.key("cap@example.com", "10");
     // A cap of exactly 10 answers a day, whichever nodes serve them.
-    let cap = NanoUsd(10 * COST_NANOS).to_string();
-    fleet.cli(&[
-        "keys",
-        "set-limits",
-        &id,
-        "--daily-usd",
-        cap.trim_start_matches('$'),
-    ]);
+    let cap = NanoUsd(10 * COST_NANOS).to_decimal();
+    fleet.cli(&["keys", "set-limits", &id, "--daily-usd", cap.as_str()]);
     let results = spread(&fleet, &key, 20, 4).await;
-    let ok: Vec<String> = results
-        .iter()
-        .filter(|r| r.0 == 200)
-        .filter_map(|r| r.1.clone())
-        .collect();
+    let ok = answered(&results);
     let capped = results
         .iter()
         .filter(|r| r.0 == 429 && r.2.contains("spend_limit_reached"))
@@ -508,16 +469,10 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
             .await
             .unwrap();
         let spent = &info["data"]["spent"];
-        assert_eq!(spent["today_usd"], cap.trim_start_matches('$'), "{info}");
-        assert_eq!(spent["total_usd"], cap.trim_start_matches('$'), "{info}");
+        assert_eq!(spent["today_usd"], cap.as_str(), "{info}");
+        assert_eq!(spent["total_usd"], cap.as_str(), "{info}");
     }
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "cap@example.com",
-        &ok,
-    )
-    .await;
+    fleet.assert_billed_once("cap@example.com", &ok).await;
     fleet.finish().await;
 }
 
@@ -551,14 +506,10 @@ async fn three_nodes_overspend_no_more_than_one_request() {
     })
     .await;
     // Credit for exactly 50 requests.
-    let credits = NanoUsd(50 * COST_NANOS).to_string();
-    let (key, _) = fleet.key("spend@example.com", credits.trim_start_matches('$'));
+    let credits = NanoUsd(50 * COST_NANOS).to_decimal();
+    let (key, _) = fleet.key("spend@example.com", &credits);
     let results = spread(&fleet, &key, 100, 100).await;
-    let ok: Vec<String> = results
-        .iter()
-        .filter(|r| r.0 == 200)
-        .filter_map(|r| r.1.clone())
-        .collect();
+    let ok = answered(&results);
     let refused = results.iter().filter(|r| r.0 == 402).count();
     let others: Vec<_> = results
         .iter()
@@ -566,13 +517,7 @@ async fn three_nodes_overspend_no_more_than_one_request() {
         .collect();
     assert_eq!(ok.len() + refused, 300, "only 200s and 402s: {others:?}");
     assert!(!ok.is_empty());
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "spend@example.com",
-        &ok,
-    )
-    .await;
+    fleet.assert_billed_once("spend@example.com", &ok).await;
     let store = fleet.store().await;
     let account = store
         .account_by_email("spend@example.com")
@@ -612,14 +557,14 @@ async fn three_nodes_overspend_no_more_than_one_request() {
         assert_eq!(request(&client, &node.url(), &key).await.0, 402);
     }
     let topped_up = Instant::now();
-    let credits = NanoUsd(20 * COST_NANOS).to_string();
+    let credits = NanoUsd(20 * COST_NANOS).to_decimal();
     fleet.cli(&[
         "keys",
         "create",
         "--email",
         "spend@example.com",
         "--credits",
-        credits.trim_start_matches('$'),
+        &credits,
     ]);
     every_node_answers(&fleet, &key, 200, topped_up, "the top-up").await;
     fleet.finish().await;
@@ -706,13 +651,7 @@ async fn a_node_killed_mid_run_loses_no_usage() {
     assert!(ok.len() > 50, "the load ran: {}", ok.len());
     // The node comes back on its spool, which it replays into the store.
     fleet.nodes[1].start();
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "kill@example.com",
-        &ok,
-    )
-    .await;
+    fleet.assert_billed_once("kill@example.com", &ok).await;
     // The dead process's holds lapsed — in flight after hold-lease-ms (2 s here), and
     // charges it settled but never spooled (it died between the two; no client got
     // an answer for them) after settled-lease-ms (3 s here): once a request passes
@@ -729,13 +668,7 @@ async fn a_node_killed_mid_run_loses_no_usage() {
     assert_eq!(status, 200);
     let mut all = ok.clone();
     all.push(id.unwrap());
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "kill@example.com",
-        &all,
-    )
-    .await;
+    fleet.assert_billed_once("kill@example.com", &all).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let balance = store.balance(&account.id).await.unwrap();
@@ -877,13 +810,9 @@ async fn redis_stopped_mid_run_local_nodes_keep_serving_refusing_nodes_say_503()
     }
     // The refusing node serves again, through Redis.
     assert_eq!(request(&client, &fleet.nodes[2].url(), &key).await.0, 200);
-    assert_each_billed_once(
-        &fleet.store_url(),
-        &fleet.nodes[0].config,
-        "redis-down@example.com",
-        &ok,
-    )
-    .await;
+    fleet
+        .assert_billed_once("redis-down@example.com", &ok)
+        .await;
     fleet.finish().await;
 }
 

@@ -198,3 +198,39 @@ pub fn log_to_suite_or_discard(cmd: &mut Command, name: &str) {
         cmd.stderr(Stdio::null());
     }
 }
+
+/// A fresh Postgres database on the suite's server, dropped at the end.
+pub struct Database {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    pub async fn create() -> Database {
+        let admin = std::env::var("TOKENROUTE_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let name = format!("tokenroute_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        Database { url, admin, name }
+    }
+
+    pub async fn drop_now(self) {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.admin)
+            .await
+            .unwrap();
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await;
+    }
+}

@@ -193,39 +193,31 @@ impl CreditBook {
 
     /// A reservation whose credit the fleet's book holds (`hold`), with the key's spend
     /// caps counted there too: this node tracks only what it needs to settle it — the
-    /// account's unpersisted usage — and, for `GET /v1/key`, the key's spend as it saw it.
+    /// account's unpersisted usage.
     pub async fn reserve_shared(
         &self,
         key: &KeyRecord,
         book: Arc<SharedBook>,
         hold: Hold,
     ) -> Result<Reservation, CreditError> {
-        let loaded = async {
-            let entry = self.entry(&key.account_id).await?;
-            let spend = if key.limits.has_spend_caps() {
-                Some(self.key_spend(&key.id).await?)
-            } else {
-                None
-            };
-            Ok::<_, CreditError>((entry, spend))
-        };
-        match loaded.await {
-            Ok((entry, spend)) => {
-                self.queue_refresh_if_due(&key.account_id, &mut lock(&entry));
-                lock(&entry).in_flight += 1;
-                Ok(Reservation {
-                    entry,
-                    spend,
-                    amount: NanoUsd::ZERO,
-                    partial: false,
-                    shared: Some((book, hold)),
-                })
-            }
+        let entry = match self.entry(&key.account_id).await {
+            Ok(entry) => entry,
             Err(e) => {
                 book.release(&hold).await;
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let mut balance = lock(&entry);
+        self.queue_refresh_if_due(&key.account_id, &mut balance);
+        balance.in_flight += 1;
+        drop(balance);
+        Ok(Reservation {
+            entry,
+            spend: None,
+            amount: NanoUsd::ZERO,
+            partial: false,
+            shared: Some((book, hold)),
+        })
     }
 
     /// The fleet's book, when nodes share state.

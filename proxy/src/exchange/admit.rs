@@ -71,12 +71,7 @@ pub async fn admit(
             ));
         }
     };
-    if state.usage.is_full() {
-        // Usage could not be recorded: refuse before the provider produces anything.
-        return Err(ApiError::Unavailable(
-            "the usage spool is full while the store is unreachable".into(),
-        ));
-    }
+    usage_recordable(state)?;
     let reservation = reserve(state, ctx, key, models, ask).await?;
     Ok(Holds { reservation, rate })
 }
@@ -91,10 +86,8 @@ async fn admit_shared(
     worst_case: NanoUsd,
     rate_estimate: u64,
 ) -> Option<Result<Holds, ApiError>> {
-    if state.usage.is_full() {
-        return Some(Err(ApiError::Unavailable(
-            "the usage spool is full while the store is unreachable".into(),
-        )));
+    if let Err(e) = usage_recordable(state) {
+        return Some(Err(e));
     }
     let hold = Hold {
         account_id: key.account_id.clone(),
@@ -163,6 +156,17 @@ async fn admit_shared(
             }
         },
     }))
+}
+
+/// Usage that could not be recorded must not be produced: refused before the provider
+/// runs while the spool is full (the store unreachable for long).
+fn usage_recordable(state: &ProxyState) -> Result<(), ApiError> {
+    if state.usage.is_full() {
+        return Err(ApiError::Unavailable(
+            "the usage spool is full while the store is unreachable".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn rate_limited(

@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::{FromRedisValue, Script, Value};
+use redis::{FromRedisValue, Script, ScriptInvocation, Value};
 use tokenroute_domain::clock::{day_start_ms, month_start_ms, now_ms};
 use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
 use tokenroute_store::{RecordedUsage, Store, Versioned};
@@ -147,13 +147,6 @@ pub struct Hold {
     pub request_id: String,
 }
 
-/// The keys of one account's state (one hash tag, one slot).
-struct Keys {
-    bal: String,
-    holds: String,
-    lease: String,
-}
-
 impl SharedBook {
     pub fn new(shared: Arc<Shared>) -> Arc<SharedBook> {
         Arc::new(SharedBook {
@@ -175,19 +168,27 @@ impl SharedBook {
         &self.shared
     }
 
-    fn keys(&self, account_id: &str) -> Keys {
-        let p = &self.shared.config.key_prefix;
-        Keys {
-            bal: format!("{p}:{{a:{account_id}}}:bal"),
-            holds: format!("{p}:{{a:{account_id}}}:holds"),
-            lease: format!("{p}:{{a:{account_id}}}:lease"),
-        }
+    /// The Redis key of one part of an account's state (`bal`, `holds`, `lease`, a key's
+    /// window): all under the account's hash tag, so one script touches one slot.
+    fn key(&self, account_id: &str, part: &str) -> String {
+        format!(
+            "{}:{{a:{account_id}}}:{part}",
+            self.shared.config.key_prefix
+        )
+    }
+
+    /// `script` invoked on the account's balance, holds and leases (its first keys).
+    fn on_account<'s>(&self, script: &'s Script, account_id: &str) -> ScriptInvocation<'s> {
+        let mut invocation = script.key(self.key(account_id, "bal"));
+        invocation
+            .key(self.key(account_id, "holds"))
+            .key(self.key(account_id, "lease"));
+        invocation
     }
 
     /// The key's window keys (requests, token times, token counts), in its account's slot.
     fn window_keys(&self, account_id: &str, key_id: &str) -> [String; 3] {
-        let p = &self.shared.config.key_prefix;
-        ["rq", "tk", "tn"].map(|w| format!("{p}:{{a:{account_id}}}:{w}:{key_id}"))
+        ["rq", "tk", "tn"].map(|w| self.key(account_id, &format!("{w}:{key_id}")))
     }
 
     /// Admits a request of `key` (its id, account and limits): the key's windows, the
@@ -255,12 +256,9 @@ impl SharedBook {
         (day0, month0): (i64, i64),
     ) -> Result<Vec<String>, SharedError> {
         let cap = |c: Option<NanoUsd>| c.map_or(0, NanoUsd::nanos);
-        let k = self.keys(&hold.account_id);
         let [rq, tk, tn] = self.window_keys(&hold.account_id, &hold.key_id);
-        let mut invocation = self.scripts.admit.key(&k.bal);
+        let mut invocation = self.on_account(&self.scripts.admit, &hold.account_id);
         invocation
-            .key(&k.holds)
-            .key(&k.lease)
             .key(rq)
             .key(tk)
             .key(tn)
@@ -351,11 +349,8 @@ impl SharedBook {
 
     /// Sets the account's balance from the store, unless a later one is held.
     pub async fn load(&self, account_id: &str, stored: Versioned) -> Result<(), SharedError> {
-        let k = self.keys(account_id);
-        let mut invocation = self.scripts.load.key(&k.bal);
+        let mut invocation = self.on_account(&self.scripts.load, account_id);
         invocation
-            .key(&k.holds)
-            .key(&k.lease)
             .arg(stored.balance.nanos())
             .arg(stored.version)
             .arg(IDLE_MS);
@@ -370,8 +365,10 @@ impl SharedBook {
         [day, month, total]: [NanoUsd; 3],
         (day0, month0): (i64, i64),
     ) -> Result<(), SharedError> {
-        let k = self.keys(&hold.account_id);
-        let mut invocation = self.scripts.load_spend.key(&k.bal);
+        let mut invocation = self
+            .scripts
+            .load_spend
+            .key(self.key(&hold.account_id, "bal"));
         invocation
             .arg(&hold.key_id)
             .arg(day.nanos())
@@ -387,9 +384,8 @@ impl SharedBook {
     /// the key's spend (a key with spend caps the fleet has admitted); `None` otherwise
     /// or while Redis does not answer.
     pub async fn key_spent(&self, account_id: &str, key_id: &str) -> Option<[NanoUsd; 3]> {
-        let k = self.keys(account_id);
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(&k.bal);
+        cmd.arg(self.key(account_id, "bal"));
         for field in ["day", "day0", "mon", "mon0", "tot"] {
             cmd.arg(format!("k:{key_id}:{field}"));
         }
@@ -422,12 +418,9 @@ impl SharedBook {
     pub async fn settle(&self, hold: &Hold, cost: NanoUsd, tokens: u64) {
         let now = now_ms();
         self.forget_in_flight(hold);
-        let k = self.keys(&hold.account_id);
         let [_, _, tn] = self.window_keys(&hold.account_id, &hold.key_id);
-        let mut invocation = self.scripts.settle.key(&k.bal);
+        let mut invocation = self.on_account(&self.scripts.settle, &hold.account_id);
         invocation
-            .key(&k.holds)
-            .key(&k.lease)
             .key(tn)
             .arg(&hold.request_id)
             .arg(cost.nanos())
@@ -445,9 +438,8 @@ impl SharedBook {
     /// The request ended before the provider produced anything: its hold goes.
     pub async fn release(&self, hold: &Hold) {
         self.forget_in_flight(hold);
-        let k = self.keys(&hold.account_id);
-        let mut invocation = self.scripts.release.key(&k.bal);
-        invocation.key(&k.holds).key(&k.lease).arg(&hold.request_id);
+        let mut invocation = self.on_account(&self.scripts.release, &hold.account_id);
+        invocation.arg(&hold.request_id);
         if let Err(e) = self.invoke(&invocation).await {
             tracing::debug!(error = %e, "could not release a shared hold; it lapses");
         }
@@ -482,13 +474,8 @@ impl SharedBook {
             ) else {
                 continue;
             };
-            let k = self.keys(account_id);
-            let mut invocation = self.scripts.commit.key(&k.bal);
-            invocation
-                .key(&k.holds)
-                .key(&k.lease)
-                .arg(balance.nanos())
-                .arg(*version);
+            let mut invocation = self.on_account(&self.scripts.commit, account_id);
+            invocation.arg(balance.nanos()).arg(*version);
             for id in request_ids {
                 invocation.arg(id);
             }
@@ -514,8 +501,7 @@ impl SharedBook {
                 .map(|(account, ids)| (account.clone(), ids.iter().cloned().collect()))
                 .collect();
             for (account_id, ids) in snapshot {
-                let k = self.keys(&account_id);
-                let mut invocation = self.scripts.renew.key(&k.lease);
+                let mut invocation = self.scripts.renew.key(self.key(&account_id, "lease"));
                 invocation.arg(millis(self.shared.config.hold_lease));
                 for id in &ids {
                     invocation.arg(id);
@@ -530,7 +516,7 @@ impl SharedBook {
 
 impl SharedBook {
     /// Runs one script invocation through the shared connection.
-    async fn invoke(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<Value, SharedError> {
+    async fn invoke(&self, invocation: &ScriptInvocation<'_>) -> Result<Value, SharedError> {
         self.shared
             .run(|mut conn| async move { conn.invoke(invocation).await })
             .await
