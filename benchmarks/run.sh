@@ -42,6 +42,7 @@ BENCH_NOISE_LIMIT=${BENCH_NOISE_LIMIT:-10}      # % of a core used by other proc
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-60}        # seconds (whole run) to wait for other processes to calm down
 BENCH_WRITER_PG=${BENCH_WRITER_PG:-postgres://postgres@127.0.0.1:5432/postgres} # Postgres for the usage writer run (a scratch database is made)
 BENCH_WRITER_EVENTS=${BENCH_WRITER_EVENTS:-100000} # events the usage writer writes (0: skip)
+BENCH_WRITER_BATCHES=${BENCH_WRITER_BATCHES:-"4096 1024"} # batch sizes the usage writer is measured at
 BENCH_TRANSLATE=${BENCH_TRANSLATE:-1}             # criterion: translation + metering per streamed event (0: skip)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
@@ -49,7 +50,7 @@ COMMAND="benchmarks/run.sh"
 for v in BENCH_DURATION BENCH_CONNECTIONS BENCH_WARMUP BENCH_LIGHT_DURATION BENCH_STREAM_RUNS \
     BENCH_STREAM_EVENTS BENCH_EVENT_GAP_MS BENCH_DELAY_MS BENCH_NGINX BENCH_PROXY_CPUS \
     BENCH_UPSTREAM_CPUS BENCH_LOADGEN_CPUS BENCH_UPSTREAM_THREADS BENCH_PROXY_THREADS BENCH_REV \
-    BENCH_QUIET_WAIT BENCH_NOISE_LIMIT BENCH_SKIP_BUILD BENCH_TRANSLATE BENCH_WRITER_EVENTS; do
+    BENCH_QUIET_WAIT BENCH_NOISE_LIMIT BENCH_SKIP_BUILD BENCH_TRANSLATE BENCH_WRITER_EVENTS BENCH_WRITER_BATCHES; do
     # Record the knobs that were set explicitly, so the command in RESULTS.md reruns it.
     if printenv "$v" >/dev/null; then COMMAND="$v=${!v} $COMMAND"; fi
 done
@@ -686,21 +687,25 @@ if [[ -n $USAGE_ROW ]]; then
 fi
 
 # ---- usage writer --------------------------------------------------------------
-# The usage writer alone: BENCH_WRITER_EVENTS events, in batches of 1,024 (one
-# transaction each, with their ledger debits), into a fresh Postgres database.
+# The usage writer alone: BENCH_WRITER_EVENTS events in batches of each size of
+# BENCH_WRITER_BATCHES (one transaction each, with their ledger debits), each size into
+# a fresh Postgres database.
 WRITER_NOTE="not measured (needs psql and Postgres at $BENCH_WRITER_PG)"
 if ((BENCH_WRITER_EVENTS > 0)) && command -v psql >/dev/null 2>&1 && psql "$BENCH_WRITER_PG" -XAtqc 'select 1' >/dev/null 2>&1; then
     WRITER_DB=tokenroute_bench_writer_$$
-    PGOPTIONS='--client-min-messages=warning' psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB" -c "CREATE DATABASE $WRITER_DB" >/dev/null
     WRITER_URL="${BENCH_WRITER_PG%/*}/$WRITER_DB"
-    log "usage writer: $BENCH_WRITER_EVENTS events into Postgres"
-    if WRITER_LINE=$(pinned 0 "$BIN/usage-writer-bench" --store-url "$WRITER_URL" --events "$BENCH_WRITER_EVENTS" --batch 1024); then
-        WRITER_RATE=$(kv "$WRITER_LINE" events_per_second)
-        WRITER_NOTE="$(kv "$WRITER_LINE" events) events in $(kv "$WRITER_LINE" seconds) s: **$WRITER_RATE events/s** (batches of 1,024, one transaction each with the events' ledger debits, balance projection and last-used times; \`ledger verify\` clean afterwards). Postgres $(psql "$BENCH_WRITER_PG" -XAtc 'show server_version' | cut -d' ' -f1) on this machine, \`synchronous_commit = $(psql "$BENCH_WRITER_PG" -XAtc 'show synchronous_commit')\`."
-    else
-        WRITER_NOTE="usage-writer-bench failed (see the log)"
-    fi
-    psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB WITH (FORCE)" >/dev/null || true
+    WRITER_NOTE=""
+    for batch in $BENCH_WRITER_BATCHES; do
+        PGOPTIONS='--client-min-messages=warning' psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB" -c "CREATE DATABASE $WRITER_DB" >/dev/null
+        log "usage writer: $BENCH_WRITER_EVENTS events into Postgres, batches of $batch"
+        if WRITER_LINE=$(pinned 0 "$BIN/usage-writer-bench" --store-url "$WRITER_URL" --events "$BENCH_WRITER_EVENTS" --batch "$batch"); then
+            WRITER_NOTE+="- batches of $batch: $(kv "$WRITER_LINE" events) events in $(kv "$WRITER_LINE" seconds) s: **$(kv "$WRITER_LINE" events_per_second) events/s**"$'\n'
+        else
+            WRITER_NOTE+="- batches of $batch: usage-writer-bench failed (see the log)"$'\n'
+        fi
+        psql "$BENCH_WRITER_PG" -XAtqc "DROP DATABASE IF EXISTS $WRITER_DB WITH (FORCE)" >/dev/null || true
+    done
+    WRITER_NOTE+=$'\n'"Each batch one transaction with its usage rows, one ledger debit per account, the balance projection and the keys' last use, exactly as the proxy's writer commits it (\`usage.batch-size\` defaults to 4,096); the events are spread over 100 accounts; \`ledger verify\` clean afterwards. Postgres $(psql "$BENCH_WRITER_PG" -XAtc 'show server_version' | cut -d' ' -f1) on this machine, \`synchronous_commit = $(psql "$BENCH_WRITER_PG" -XAtc 'show synchronous_commit')\`."
     log "usage writer: $WRITER_NOTE"
 fi
 

@@ -2,7 +2,7 @@
 //! ledger debit and balance update, exactly as the proxy's writer commits them) into
 //! a fresh database, one transaction per batch, as fast as the store takes them.
 //!
-//! `usage-writer-bench --store-url postgres://... --events 200000 --batch 1024`
+//! `usage-writer-bench --store-url postgres://... --events 200000 --batch 4096`
 
 use std::io::Write;
 use std::time::Instant;
@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     events: usize,
     /// Events per transaction (the writer's `usage.batch-size`).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 4096)]
     batch: usize,
     /// Accounts the events are spread over.
     #[arg(long, default_value_t = 100)]

@@ -476,8 +476,8 @@ async fn verify_ledger(store: &Store) -> Result<(), String> {
     }
     for d in &report.discrepancies {
         say(format!(
-            "DISCREPANCY account {} request {}: {}",
-            d.account_id, d.request_id, d.problem
+            "DISCREPANCY account {} ({}): {}",
+            d.account_id, d.reference, d.problem
         ))?;
     }
     if report.discrepancies.is_empty() {

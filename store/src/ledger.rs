@@ -158,7 +158,6 @@ impl Store {
         account_id: &str,
         limit: i64,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        use sqlx::Row;
         let rows = sqlx::query(
             "SELECT kind, amount_nanos, reference, note, created_at FROM ledger_entries
              WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
@@ -168,25 +167,47 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(LedgerEntry {
-                    kind: r.try_get("kind")?,
-                    amount: NanoUsd(r.try_get("amount_nanos")?),
-                    reference: r.try_get("reference")?,
-                    note: r.try_get("note")?,
-                    created_at_ms: r.try_get("created_at")?,
-                })
-            })
+            .map(entry_from_row)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+
+    /// The usage debit that charged a request (its account's debit for the batch the
+    /// request was written in), if the request is stored and cost something.
+    pub async fn debit_of_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let row = sqlx::query(
+            "SELECT l.kind, l.amount_nanos, l.reference, l.note, l.created_at
+             FROM usage_events u JOIN ledger_entries l ON l.id = u.debit_id
+             WHERE u.request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(entry_from_row).transpose()?)
+    }
+}
+
+fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<LedgerEntry, sqlx::Error> {
+    use sqlx::Row;
+    Ok(LedgerEntry {
+        kind: r.try_get("kind")?,
+        amount: NanoUsd(r.try_get("amount_nanos")?),
+        reference: r.try_get("reference")?,
+        note: r.try_get("note")?,
+        created_at_ms: r.try_get("created_at")?,
+    })
 }
 
 /// Something the ledger and the usage rows disagree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discrepancy {
     pub account_id: String,
-    pub request_id: String,
+    /// What it is about: a usage row's request id, or a ledger entry's id (a debit
+    /// or the entry whose account is gone); empty for a balance.
+    pub reference: String,
     pub problem: String,
 }
 
@@ -203,8 +224,8 @@ pub struct LedgerReport {
 
 impl Store {
     /// Recomputes every balance from the ledger and checks every usage debit against
-    /// its usage row: each charged row has exactly one debit of exactly its cost, and
-    /// each usage debit has its row.
+    /// its usage rows: each charged row points at a usage debit of its account, and
+    /// each usage debit is exactly the sum of the rows that point at it.
     pub async fn verify_ledger(&self) -> Result<LedgerReport, StoreError> {
         use sqlx::Row;
         let mut report = LedgerReport::default();
@@ -235,7 +256,7 @@ impl Store {
             if projected != sum {
                 report.discrepancies.push(Discrepancy {
                     account_id: row.try_get("id")?,
-                    request_id: String::new(),
+                    reference: String::new(),
                     problem: format!(
                         "balance projection {projected} differs from the ledger sum {sum}"
                     ),
@@ -261,13 +282,14 @@ impl Store {
         {
             report.discrepancies.push(Discrepancy {
                 account_id: row.try_get(0)?,
-                request_id: row.try_get(1)?,
+                reference: row.try_get(1)?,
                 problem: "usage row or ledger entry of an account that does not exist".into(),
             });
         }
         for row in sqlx::query(
             "SELECT u.account_id, u.request_id, u.cost_nanos FROM usage_events u
-             LEFT JOIN ledger_entries l ON l.kind = 'usage' AND l.reference = u.request_id
+             LEFT JOIN ledger_entries l
+                 ON l.id = u.debit_id AND l.kind = 'usage' AND l.account_id = u.account_id
              WHERE u.cost_nanos > 0 AND l.id IS NULL",
         )
         .fetch_all(&self.pool)
@@ -276,30 +298,32 @@ impl Store {
             let cost: i64 = row.try_get("cost_nanos")?;
             report.discrepancies.push(Discrepancy {
                 account_id: row.try_get("account_id")?,
-                request_id: row.try_get("request_id")?,
+                reference: row.try_get("request_id")?,
                 problem: format!("usage row costs {} but has no ledger debit", NanoUsd(cost)),
             });
         }
         for row in sqlx::query(
-            "SELECT l.account_id, l.reference, l.amount_nanos, u.cost_nanos, u.account_id AS usage_account
-             FROM ledger_entries l LEFT JOIN usage_events u ON u.request_id = l.reference
-             WHERE l.kind = 'usage'
-               AND (u.request_id IS NULL OR l.amount_nanos <> -u.cost_nanos OR l.account_id <> u.account_id)",
+            "SELECT l.account_id, l.id, l.amount_nanos, CAST(u.cost AS BIGINT) AS cost
+             FROM ledger_entries l
+             LEFT JOIN (SELECT debit_id, account_id, SUM(cost_nanos) AS cost FROM usage_events
+                        WHERE debit_id IS NOT NULL GROUP BY debit_id, account_id) u
+                 ON u.debit_id = l.id AND u.account_id = l.account_id
+             WHERE l.kind = 'usage' AND (u.cost IS NULL OR l.amount_nanos <> -u.cost)",
         )
         .fetch_all(&self.pool)
         .await?
         {
             let amount = NanoUsd(row.try_get("amount_nanos")?);
-            let problem = match row.try_get::<Option<i64>, _>("cost_nanos")? {
-                None => format!("usage debit of {amount} has no usage row"),
+            let problem = match row.try_get::<Option<i64>, _>("cost")? {
+                None => format!("usage debit of {amount} charges no usage row of its account"),
                 Some(cost) => format!(
-                    "usage debit of {amount} does not match the row's cost {} (or its account)",
+                    "usage debit of {amount} does not match its rows' cost {}",
                     NanoUsd(cost)
                 ),
             };
             report.discrepancies.push(Discrepancy {
                 account_id: row.try_get("account_id")?,
-                request_id: row.try_get("reference")?,
+                reference: row.try_get("id")?,
                 problem,
             });
         }

@@ -62,14 +62,14 @@ impl Store {
     }
 
     /// Removes usage rows and ledger entries older than 7 years at `now_ms` ([P15]). A
-    /// usage debit goes with its usage row. What the removed entries added up to stays
-    /// in the ledger as one `carried_forward` entry per account, so balances (and
-    /// `ledger verify`) are unchanged.
+    /// usage debit is dated by the newest row it charges and goes with its rows: a row
+    /// whose debit is younger than the cutoff (a batch written across it) stays until
+    /// the debit goes, seconds later. What the removed entries added up to stays in the
+    /// ledger as one `carried_forward` entry per account, so balances (and `ledger
+    /// verify`) are unchanged.
     pub async fn expire_old_usage(&self, now_ms: i64) -> Result<Expired, StoreError> {
         let cutoff = now_ms - USAGE_RETENTION_MS;
-        let doomed = "(created_at < $1
-             OR (kind = 'usage' AND reference IN
-                 (SELECT request_id FROM usage_events WHERE created_at < $1)))";
+        let doomed = "created_at < $1";
         let mut tx = self.pool.begin().await?;
         let sums = sqlx::query(&format!(
             "SELECT account_id, CAST(SUM(amount_nanos) AS BIGINT) AS total, COUNT(*) AS n
@@ -101,11 +101,15 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let usage_rows = sqlx::query("DELETE FROM usage_events WHERE created_at < $1")
-            .bind(cutoff)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let usage_rows = sqlx::query(
+            "DELETE FROM usage_events WHERE created_at < $1 AND NOT EXISTS
+                 (SELECT 1 FROM ledger_entries l
+                  WHERE l.id = usage_events.debit_id AND l.created_at >= $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(Expired {
             usage_rows,
@@ -157,8 +161,8 @@ fn partition_name(month_start_ms: i64) -> String {
 
 impl Store {
     /// Postgres keeps usage in monthly partitions: makes sure this month's and the next
-    /// three exist, and drops those that ended before the 7-year cutoff (emptied by
-    /// [`Store::expire_old_usage`]). Returns how many were created and dropped. A no-op
+    /// three exist, and drops those that ended before the 7-year cutoff once
+    /// [`Store::expire_old_usage`] has emptied them. Returns how many were created and dropped. A no-op
     /// on SQLite.
     pub async fn maintain_usage_partitions(&self, now_ms: i64) -> Result<(u64, u64), StoreError> {
         if self.backend != crate::Backend::Postgres {
@@ -204,7 +208,17 @@ impl Store {
             else {
                 continue;
             };
-            if end <= cutoff {
+            // A month's rows are gone once expired; one whose debit is younger than
+            // the cutoff waits a run (see `expire_old_usage`), and so does its month.
+            if end > cutoff {
+                continue;
+            }
+            let rows: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 1) t"
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            if rows == 0 {
                 sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
                     .execute(&self.pool)
                     .await?;

@@ -117,7 +117,9 @@ async fn non_streaming_request_is_metered_to_the_nano_dollar(backend: Backend) {
     let debits: Vec<_> = ledger.iter().filter(|e| e.kind == "usage").collect();
     assert_eq!(debits.len(), 1);
     assert_eq!(debits[0].amount, -expected);
-    assert_eq!(debits[0].reference, request_id);
+    let debit = gw.store.debit_of_request(&request_id).await.unwrap();
+    assert_eq!(debit.as_ref(), Some(debits[0]), "the request's debit");
+    assert_eq!(debits[0].note.as_deref(), Some("1 request"));
     assert_eq!(
         gw.store.balance(&account).await.unwrap(),
         NanoUsd(10_000_000_000) - expected

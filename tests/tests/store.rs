@@ -89,7 +89,22 @@ async fn replayed_usage_charges_nothing_twice(backend: Backend) {
         .filter(|e| e.kind == "usage")
         .map(|e| e.amount.nanos())
         .collect();
-    assert_eq!(debits.len(), 3, "free requests book no ledger entry");
+    assert_eq!(
+        debits.len(),
+        2,
+        "one debit per account per batch; free requests and replayed ones add none"
+    );
+    assert_eq!(store.debit_of_request("req-3").await.unwrap(), None, "free");
+    let first = store.debit_of_request("req-1").await.unwrap().unwrap();
+    assert_eq!(
+        first.amount,
+        NanoUsd(-8_401),
+        "req-1 and req-2, in one debit"
+    );
+    assert_eq!(first.note.as_deref(), Some("2 requests"));
+    assert_eq!(store.debit_of_request("req-2").await.unwrap(), Some(first));
+    let fourth = store.debit_of_request("req-4").await.unwrap().unwrap();
+    assert_eq!(fourth.amount, NanoUsd(-100), "the replay added req-4 only");
     let usage_sum: i64 = usage.iter().map(|u| u.cost.nanos()).sum();
     assert_eq!(
         -debits.iter().sum::<i64>(),
@@ -192,8 +207,9 @@ async fn a_key_hash_is_never_issued_twice_and_revocation_keeps_it(backend: Backe
     ));
 }
 
-/// `ledger verify` finds a debit that does not match its usage row, a charged row
-/// without a debit, and a balance projection out of step with the ledger.
+/// `ledger verify` finds a debit that does not match its usage rows, a charged row
+/// without a debit, a usage debit charging no row, and a balance projection out of
+/// step with the ledger.
 async fn ledger_verify_finds_every_kind_of_discrepancy(backend: Backend) {
     let (_db, store) = open(backend).await;
     let account = store
@@ -201,13 +217,18 @@ async fn ledger_verify_finds_every_kind_of_discrepancy(backend: Backend) {
         .await
         .unwrap();
     let record = new_key(&store, &account.id).await;
-    store
-        .record_usage(&[
-            event("ok", &account.id, &record.id, 10),
-            event("bad", &account.id, &record.id, 20),
-        ])
-        .await
-        .unwrap();
+    // Two batches: two debits.
+    for (id, cost) in [("ok", 10), ("bad", 20)] {
+        store
+            .record_usage(&[event(id, &account.id, &record.id, cost)])
+            .await
+            .unwrap();
+    }
+    let debit = |id: &'static str| {
+        let store = store.clone();
+        async move { store.debit_of_request(id).await.unwrap().unwrap().reference }
+    };
+    let (ok_debit, bad_debit) = (debit("ok").await, debit("bad").await);
     assert!(store
         .verify_ledger()
         .await
@@ -215,23 +236,37 @@ async fn ledger_verify_finds_every_kind_of_discrepancy(backend: Backend) {
         .discrepancies
         .is_empty());
     // Tamper, as a bug or a hand edit would.
-    sqlx::query("UPDATE ledger_entries SET amount_nanos = -21 WHERE reference = 'bad'")
+    sqlx::query("UPDATE ledger_entries SET amount_nanos = -21 WHERE id = $1")
+        .bind(&bad_debit)
         .execute(store.pool())
         .await
         .unwrap();
-    sqlx::query("DELETE FROM ledger_entries WHERE reference = 'ok'")
+    sqlx::query("DELETE FROM ledger_entries WHERE id = $1")
+        .bind(&ok_debit)
         .execute(store.pool())
         .await
         .unwrap();
+    sqlx::query(
+        "INSERT INTO ledger_entries (id, account_id, kind, amount_nanos, reference, created_at)
+         VALUES ('stray', $1, 'usage', -5, 'stray', 0)",
+    )
+    .bind(&account.id)
+    .execute(store.pool())
+    .await
+    .unwrap();
     let report = store.verify_ledger().await.unwrap();
     let problems: Vec<&str> = report
         .discrepancies
         .iter()
         .map(|d| d.problem.as_str())
         .collect();
-    assert_eq!(report.discrepancies.len(), 3, "{problems:?}");
+    assert_eq!(report.discrepancies.len(), 4, "{problems:?}");
     assert!(
         problems.iter().any(|p| p.contains("no ledger debit")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("charges no usage row")),
         "{problems:?}"
     );
     assert!(
@@ -299,7 +334,7 @@ async fn a_large_batch_is_exact_and_replays_to_nothing(backend: Backend) {
         report.discrepancies
     );
     assert_eq!(report.usage_rows, 1000);
-    assert_eq!(report.ledger_entries, 1000);
+    assert_eq!(report.ledger_entries, 40, "one debit per account");
 }
 
 /// Scheduled jobs run on one instance at a time: a lease is held until it expires or
@@ -404,6 +439,126 @@ async fn postgres_partitions_usage_by_month() {
         .is_empty());
 }
 
+/// A usage debit goes with its rows after 7 years, and only when all of them are that
+/// old: a batch written across the cutoff keeps its older rows until its debit goes,
+/// so `ledger verify` stays clean throughout.
+async fn a_usage_debit_expires_with_all_its_rows(backend: Backend) {
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("old@example.com")
+        .await
+        .unwrap();
+    let record = new_key(&store, &account.id).await;
+    let t0 = 1_700_000_000_000;
+    let mut older = event("older", &account.id, &record.id, 30);
+    older.created_at_ms = t0;
+    let mut newer = event("newer", &account.id, &record.id, 12);
+    newer.created_at_ms = t0 + 120_000;
+    store.record_usage(&[older, newer]).await.unwrap();
+    let balance = store.balance(&account.id).await.unwrap();
+    let clean = |store: Store| async move {
+        let report = store.verify_ledger().await.unwrap();
+        assert!(
+            report.discrepancies.is_empty(),
+            "{:?}",
+            report.discrepancies
+        );
+    };
+
+    // The cutoff between the two rows: the debit is dated by the newer one, so nothing goes.
+    let between = t0 + tokenroute_store::USAGE_RETENTION_MS + 60_000;
+    let expired = store.expire_old_usage(between).await.unwrap();
+    assert_eq!((expired.usage_rows, expired.ledger_entries), (0, 0));
+    assert_eq!(
+        store.usage_of_account(&account.id, 10).await.unwrap().len(),
+        2
+    );
+    clean(store.clone()).await;
+
+    let after = t0 + tokenroute_store::USAGE_RETENTION_MS + 180_000;
+    let expired = store.expire_old_usage(after).await.unwrap();
+    assert_eq!((expired.usage_rows, expired.ledger_entries), (2, 1));
+    assert_eq!(store.balance(&account.id).await.unwrap(), balance);
+    clean(store.clone()).await;
+}
+
+/// Upgrading a store whose usage was debited per request (before migration 0014): each
+/// row is linked to its own debit, and the ledger verifies before new batches and after.
+async fn per_request_debits_from_before_batch_debits_still_verify(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let before = tempfile::tempdir().unwrap();
+    let dir = match backend {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    let all = format!("{}/../migrations/{dir}", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(all).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.as_str() < "0014" {
+            std::fs::copy(entry.path(), before.path().join(&name)).unwrap();
+        }
+    }
+    let old_schema = [
+        "INSERT INTO accounts (id, email, created_at) VALUES ('acct', 'a@example.com', 1)",
+        "INSERT INTO api_keys (id, account_id, key_hash, name, display_prefix, last_four, created_at)
+         VALUES ('key', 'acct', 'h', 'k', 'tr-', 'abcd', 1)",
+        "INSERT INTO account_balances (account_id, balance_nanos, version) VALUES ('acct', -42, 2)",
+        "INSERT INTO ledger_entries (id, account_id, kind, amount_nanos, reference, created_at)
+         VALUES ('usage-r1', 'acct', 'usage', -30, 'r1', 5), ('usage-r2', 'acct', 'usage', -12, 'r2', 6)",
+    ];
+    let usage = "INSERT INTO usage_events (request_id, account_id, key_id, created_at, model,
+             provider, upstream_model, input_tokens, output_tokens, cost_nanos, status,
+             streamed, estimated, duration_ms)
+         VALUES ('r1', 'acct', 'key', 5, 'm', 'p', 'u', 1, 2, 30, 200, 0, 0, 5),
+                ('r2', 'acct', 'key', 6, 'm', 'p', 'u', 1, 2, 12, 200, 0, 0, 5),
+                ('r3', 'acct', 'key', 7, 'm', 'p', 'u', 1, 2, 0, 200, 0, 0, 5)";
+    let migrator = sqlx::migrate::Migrator::new(before.path()).await.unwrap();
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            for sql in old_schema.iter().chain([&usage]) {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        Backend::Sqlite => {
+            let options =
+                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+                    .unwrap()
+                    .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            for sql in old_schema.iter().chain([&usage]) {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+    }
+
+    let store = Store::open(&db.url, 2).await.unwrap();
+    let report = store.verify_ledger().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    let r1 = store.debit_of_request("r1").await.unwrap().unwrap();
+    assert_eq!((r1.amount, r1.reference.as_str()), (NanoUsd(-30), "r1"));
+    assert_eq!(store.debit_of_request("r3").await.unwrap(), None);
+    store
+        .record_usage(&[event("r4", "acct", "key", 8)])
+        .await
+        .unwrap();
+    let report = store.verify_ledger().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(store.balance("acct").await.unwrap(), NanoUsd(-50));
+}
+
 /// Upgrading a Postgres store that already holds usage moves every row into its month.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_partitioning_migration_keeps_existing_usage() {
@@ -474,4 +629,6 @@ tokenroute_tests::on_both_stores!(
     a_key_hash_is_never_issued_twice_and_revocation_keeps_it,
     migrations_are_idempotent,
     ledger_verify_finds_every_kind_of_discrepancy,
+    a_usage_debit_expires_with_all_its_rows,
+    per_request_debits_from_before_batch_debits_still_verify,
 );

@@ -152,13 +152,23 @@ pub async fn assert_each_billed_once(
         *seen.entry(r.request_id.as_str()).or_insert(0) += 1;
     }
     assert!(seen.values().all(|&n| n == 1), "a request recorded twice");
-    let ledger = store.ledger(&account.id, 1_000_000).await.unwrap();
-    let mut debits = std::collections::HashMap::new();
-    for e in ledger.iter().filter(|e| e.kind == "usage") {
-        *debits.entry(e.reference.as_str()).or_insert(0) += 1;
-    }
+    // Each request is charged by one usage debit of its account (one per batch the
+    // writer wrote); `ledger verify` below checks each debit is exactly its rows' sum.
+    let debits: std::collections::HashSet<String> = store
+        .ledger(&account.id, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "usage")
+        .map(|e| e.reference)
+        .collect();
     for id in ids {
-        assert_eq!(debits.get(id.as_str()), Some(&1), "request {id}: one debit");
+        let debit = store.debit_of_request(id).await.unwrap();
+        let debit = debit.unwrap_or_else(|| panic!("request {id}: no debit"));
+        assert!(
+            debits.contains(&debit.reference),
+            "request {id}: debit of its account"
+        );
     }
     let verify = with_config(config, &["ledger", "verify"]);
     assert!(

@@ -175,7 +175,7 @@ pub(super) fn validate(
     let redis = raw.redis.map(redis).transpose()?;
     let usage = UsageConfig {
         channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
-        batch_size: positive("usage.batch-size", raw.usage.batch_size, 1024)?,
+        batch_size: positive("usage.batch-size", raw.usage.batch_size, 4096)?,
         spool_dir: raw
             .usage
             .spool_dir
