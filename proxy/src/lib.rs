@@ -12,6 +12,7 @@ pub mod auth;
 mod body;
 pub mod chat;
 mod client_api;
+pub mod connections;
 pub mod credit;
 mod ctx;
 mod debug_log;
@@ -37,9 +38,11 @@ pub mod upstream;
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::http_proxy_service;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
-use pingora::services::Service;
+use pingora::services::listening::Service;
+
+use crate::connections::{ConnectionCounts, PerClientConnections};
 
 pub use service::TokenRoute;
 pub use state::{BackgroundTasks, ProxyState};
@@ -48,17 +51,26 @@ pub use state::{BackgroundTasks, ProxyState};
 pub fn proxy_service(
     server_conf: &Arc<ServerConf>,
     state: Arc<ProxyState>,
-) -> pingora::Result<impl Service + 'static> {
+) -> pingora::Result<impl pingora::services::Service + 'static> {
     let listen = state.config.proxy.listen.to_string();
     let http2 = state.config.proxy.http2;
     let tls = state.tls.clone().zip(state.config.proxy.tls.clone());
-    let mut service = http_proxy_service(server_conf, TokenRoute { state });
-    if let Some(app) = service.app_logic_mut() {
-        let mut options = pingora::apps::HttpServerOptions::default();
-        // HTTP/2 with prior knowledge beside HTTP/1.1 on the same port.
-        options.h2c = http2;
-        app.server_options = Some(options);
-    }
+    let header_timeout = state.config.proxy.client_header_timeout;
+    let counts = ConnectionCounts::new(
+        state.config.proxy.max_connections_per_client,
+        state.config.log.trusted_proxies.clone(),
+        state.metrics.connections_refused.clone(),
+    );
+    let mut proxy = HttpProxy::new(TokenRoute { state }, server_conf.clone());
+    proxy.handle_init_modules();
+    let mut options = pingora::apps::HttpServerOptions::default();
+    // HTTP/2 with prior knowledge beside HTTP/1.1 on the same port.
+    options.h2c = http2;
+    proxy.server_options = Some(options);
+    let mut service = Service::new(
+        "TokenRoute data plane".to_string(),
+        PerClientConnections::new(proxy, counts, header_timeout),
+    );
     match tls {
         Some((cert, files)) => {
             let mut settings = TlsSettings::intermediate(

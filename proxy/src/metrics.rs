@@ -34,6 +34,8 @@ pub struct ProxyMetrics {
     pub fallbacks: IntCounterVec,
     /// Fallbacks refused because the retry budget was spent.
     pub retry_budget_exhausted: prometheus::IntCounter,
+    /// Connections refused: their address had `max-connections-per-client` open.
+    pub connections_refused: prometheus::IntCounter,
     /// Each endpoint's circuit: 0 closed, 1 half-open, 2 open.
     circuit: prometheus::IntGaugeVec,
     /// Config reloads by result (ok, refused).
@@ -168,6 +170,14 @@ impl ProxyMetrics {
                 let c = prometheus::IntCounter::new(
                     "tokenroute_retry_budget_exhausted_total",
                     "Fallbacks not made because the retry budget was spent (an outage of every candidate).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            connections_refused: {
+                let c = prometheus::IntCounter::new(
+                    "tokenroute_connections_refused_total",
+                    "Connections answered 429 and closed because their client address had proxy.max-connections-per-client open.",
                 )?;
                 registry.register(Box::new(c.clone()))?;
                 c

@@ -36,6 +36,7 @@ impl ProxyHttp for TokenRoute {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        crate::connections::request_started(session);
         ctx.request_id = uuid::Uuid::now_v7().to_string();
         ctx.started = Some(Instant::now());
         ctx.received_at_ms = now_ms();
@@ -80,6 +81,7 @@ impl ProxyHttp for TokenRoute {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::connections::request_ended(session);
         let duration_ms = ctx.started.map_or(0, |s| s.elapsed().as_millis());
         let req = session.req_header();
         self.state

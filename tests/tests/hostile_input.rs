@@ -210,3 +210,247 @@ async fn http2_with_prior_knowledge_is_served() {
     let body = resp.text().await.unwrap();
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
 }
+
+/// One address holds at most `max-connections-per-client` connections: slow clients
+/// (slowloris, headers never finished) from one address cannot take every connection.
+/// The connection over the cap is told 429 in OpenAI's shape and closed; a kept-alive
+/// connection counts once however many requests it carries; a closed one frees its
+/// place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_connections_than_its_cap() {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start_with(
+        Backend::Sqlite,
+        &fake,
+        Options {
+            proxy_toml: "max-connections-per-client = 8\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (key, _, _) = gw.key_with_credits("conns@example.com", "5").await;
+    let addr = gw
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    // One kept-alive client connection (reqwest's pool) and seven slow ones.
+    let client = reqwest::Client::new();
+    let chat = |client: &reqwest::Client| {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let first = chat(&client).await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.text().await.unwrap();
+    let mut slow: Vec<std::net::TcpStream> = (0..7)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The ninth connection is refused at once, with a body a client can read.
+    let mut ninth = std::net::TcpStream::connect(&addr).unwrap();
+    ninth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    ninth.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429 "), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert_eq!(refused(&gw).await, 1.0, "refused connections");
+    // So is a new client's connection, in a shape OpenAI clients read.
+    let (status, code) = send(&gw, &key, chat_with(json!("hi")), &[]).await;
+    assert_eq!((status, code.as_str()), (429, "too_many_connections"));
+    assert_eq!(refused(&gw).await, 2.0, "refused connections");
+
+    // A kept-alive connection is counted once, however many requests it carries: the
+    // eighth place, taken by one raw HTTP/1.1 connection for 20 requests.
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut kept = loop {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        match raw_chat(&mut conn, &addr, &key) {
+            (200, _) => break conn,
+            // The pooled connection of the client just dropped may not be closed yet.
+            other => assert!(Instant::now() < deadline, "no place: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for i in 0..20 {
+        let (status, body) = raw_chat(&mut kept, &addr, &key);
+        assert_eq!(
+            status, 200,
+            "request {i} on the kept-alive connection: {body}"
+        );
+    }
+    let refused_before = refused(&gw).await;
+    let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(raw_chat(&mut extra, &addr, &key).0, 429, "still full");
+    assert_eq!(refused(&gw).await, refused_before + 1.0);
+    drop(kept);
+
+    // A slow client that gives up frees its place.
+    drop(slow.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = reqwest::Client::new();
+        match chat(&fresh).await {
+            Ok(resp) if resp.status() == 200 => break,
+            other => {
+                assert!(Instant::now() < deadline, "place not freed: {other:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(slow);
+}
+
+/// `tokenroute_connections_refused_total`, read from the metrics endpoint.
+async fn refused(gw: &Gateway) -> f64 {
+    let text = reqwest::get(&gw.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("tokenroute_connections_refused_total "))
+        .and_then(|l| l.split_whitespace().last())
+        .map_or(0.0, |v| v.parse::<f64>().unwrap())
+}
+
+/// One chat request on a raw HTTP/1.1 connection (kept alive); returns the status and
+/// the body (content-length or chunked, read whole so the connection can carry more).
+fn raw_chat(conn: &mut std::net::TcpStream, host: &str, key: &str) -> (u16, String) {
+    let body = serde_json::to_string(
+        &json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            other => return (0, format!("connection ended in the head: {other:?}")),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    match length {
+        Some(n) => {
+            body.resize(n, 0);
+            conn.read_exact(&mut body).unwrap();
+        }
+        None => {
+            while !body.ends_with(b"0\r\n\r\n") {
+                conn.read_exact(&mut byte).unwrap();
+                body.push(byte[0]);
+            }
+        }
+    }
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A request's headers must be in within `client-header-timeout-ms` of their first
+/// byte: a client dripping them (slowloris) is cut off, while a kept-alive connection
+/// may idle between requests longer than that, and HTTP/2 connections are not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_headers_are_cut_off_and_idle_keep_alive_is_not() {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start_with(
+        Backend::Sqlite,
+        &fake,
+        Options {
+            proxy_toml: "client-header-timeout-ms = 1500\n".into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (key, _, _) = gw.key_with_credits("slowloris@example.com", "5").await;
+    let addr = gw
+        .url("/")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+
+    // One byte every 200 ms: the headers are not in after 1.5 s, the connection ends.
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\nx-padding: {}\r\n", "a".repeat(40));
+    let started = Instant::now();
+    let mut cut_after = None;
+    for byte in head.as_bytes() {
+        if slow.write_all(&[*byte]).is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut probe = [0u8; 1];
+        slow.set_nonblocking(true).unwrap();
+        let ended = matches!(slow.read(&mut probe), Ok(0));
+        slow.set_nonblocking(false).unwrap();
+        if ended {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("the slow client was never cut off");
+    assert!(
+        cut_after < Duration::from_secs(10),
+        "cut off after {cut_after:?} (header timeout 1.5 s)"
+    );
+
+    // A kept-alive connection idles 2.5 s between requests (longer than the header
+    // timeout): the clock starts at a request's first byte, so it keeps working.
+    let mut kept = std::net::TcpStream::connect(&addr).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(raw_chat(&mut kept, &addr, &key).0, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(raw_chat(&mut kept, &addr, &key).0, 200);
+
+    // HTTP/2 with prior knowledge: one connection, requests 2.5 s apart.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let resp = h2
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+}

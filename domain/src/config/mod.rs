@@ -86,8 +86,13 @@ pub struct ProxyConfig {
     /// The whole request body must arrive within this (408), so slow clients cannot
     /// hold requests open.
     pub client_body_timeout: Duration,
+    /// A request's headers must be in within this of its first byte (HTTP/1.1; the
+    /// connection is closed otherwise), so slow clients cannot hold connections.
+    pub client_header_timeout: Duration,
     /// Requests of one client address in flight at once; more get 429.
     pub max_concurrent_per_client: usize,
+    /// Connections one client address (the TCP peer; not a trusted proxy) holds open.
+    pub max_connections_per_client: usize,
     /// Failed authentications of one client address per minute before its requests
     /// with keys not already in memory get 429 (without reaching the store).
     pub failed_auth_per_client_per_minute: u32,

@@ -44,10 +44,20 @@ pub(super) fn validate(
             raw.proxy.client_body_timeout_ms,
             30_000,
         )?,
+        client_header_timeout: millis(
+            "proxy.client-header-timeout-ms",
+            raw.proxy.client_header_timeout_ms,
+            10_000,
+        )?,
         max_concurrent_per_client: positive(
             "proxy.max-concurrent-requests-per-client",
             raw.proxy.max_concurrent_requests_per_client,
             1024,
+        )?,
+        max_connections_per_client: positive(
+            "proxy.max-connections-per-client",
+            raw.proxy.max_connections_per_client,
+            256,
         )?,
         failed_auth_per_client_per_minute: positive(
             "proxy.failed-auth-per-client-per-minute",
