@@ -104,6 +104,7 @@ impl ProxyState {
             credit: credit.clone(),
             stats: stats.clone(),
             batch_size: config.usage.batch_size,
+            commit_interval: config.usage.commit_interval,
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let adopter = crate::meter::adopt::run(

@@ -221,6 +221,9 @@ pub enum RedisOutage {
 pub struct UsageConfig {
     pub channel_capacity: usize,
     pub batch_size: usize,
+    /// The usage writer commits at most once per this long while it keeps up (a full
+    /// batch goes at once): fewer, larger transactions.
+    pub commit_interval: Duration,
     /// Where metered events wait, fsynced, until the store has them.
     pub spool_dir: PathBuf,
     /// Past this many bytes waiting, new requests are refused with 503.

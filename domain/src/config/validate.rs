@@ -186,6 +186,7 @@ pub(super) fn validate(
     let usage = UsageConfig {
         channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
         batch_size: positive("usage.batch-size", raw.usage.batch_size, 4096)?,
+        commit_interval: Duration::from_millis(raw.usage.commit_interval_ms.unwrap_or(50)),
         spool_dir: raw
             .usage
             .spool_dir

@@ -67,6 +67,8 @@ pub struct UsageWriter {
     pub credit: Arc<CreditBook>,
     pub stats: Arc<SpoolStats>,
     pub batch_size: usize,
+    /// See `usage.commit-interval-ms`.
+    pub commit_interval: Duration,
 }
 
 /// On shutdown, how long the writer keeps trying to commit what is in the spool when
@@ -81,7 +83,19 @@ impl UsageWriter {
         let mut at = self.files.start();
         let mut drain_deadline: Option<Instant> = None;
         let mut last_warning = Instant::now() - Duration::from_secs(60);
+        // When the last commit took everything there was: wait out the interval, so
+        // that what arrives meanwhile goes in one transaction (a store's cost is per
+        // commit as much as per row), unless shutting down.
+        let mut caught_up_at: Option<Instant> = None;
         loop {
+            if let (Some(at), None) = (caught_up_at.take(), drain_deadline) {
+                tokio::select! {
+                    () = tokio::time::sleep_until((at + self.commit_interval).into()) => {}
+                    _ = shutdown.changed() => {
+                        drain_deadline = Some(Instant::now() + SHUTDOWN_DRAIN);
+                    }
+                }
+            }
             let durable = *self.durable.borrow_and_update();
             let (events, next) = match self.files.read(at, durable, self.batch_size) {
                 Ok(read) => read,
@@ -121,6 +135,9 @@ impl UsageWriter {
                 return;
             }
             self.files.committed(events.len());
+            if events.len() < self.batch_size {
+                caught_up_at = Some(Instant::now());
+            }
             at = next;
         }
     }
