@@ -16,6 +16,8 @@ const DAY_MS: i64 = 86_400_000;
 /// Access logs are kept this long ([P16]).
 pub const ACCESS_LOG_RETENTION_MS: i64 = 30 * DAY_MS;
 const QUEUE: usize = 65_536;
+/// How long the writer lets lines gather when they come more than one at a time.
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One request, as logged.
 #[derive(Debug, Clone, Serialize)]
@@ -83,7 +85,9 @@ fn write_lines(dir: &Path, rx: Receiver<AccessEntry>) {
     let mut current: Option<(String, BufWriter<File>)> = None;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
+        let mut written = 0;
         while let Some(entry) = next.take() {
+            written += 1;
             let name = file_name(entry.time_ms);
             if current.as_ref().is_none_or(|(n, _)| *n != name) {
                 if let Some((_, mut old)) = current.take() {
@@ -109,6 +113,12 @@ fn write_lines(dir: &Path, rx: Receiver<AccessEntry>) {
         // Flushed whenever the queue runs dry: lines reach the file within moments.
         if let Some((_, out)) = current.as_mut() {
             let _ = out.flush();
+        }
+        if written > 1 {
+            // Busy: let lines gather instead of waiting on the queue, where every
+            // request's line would have to wake this thread (a system call on the
+            // request path, measured at ~5% of the data plane's CPU under load).
+            std::thread::sleep(BUSY_PAUSE);
         }
     }
     if let Some((_, mut out)) = current {
