@@ -7,7 +7,8 @@ use std::path::Path;
 use sqlx::Row;
 use tokenroute_store::{Backend, Store};
 
-/// Every value of every table as text, one per line, prefixed `table.column:`.
+/// Every value of every table as text, one per line (newlines in a value written
+/// `\n`), prefixed `table.column:`.
 pub async fn dump(store: &Store) -> String {
     let tables: Vec<String> = match store.backend() {
         Backend::Postgres => sqlx::query_scalar(
@@ -50,6 +51,9 @@ pub async fn dump(store: &Store) -> String {
             .unwrap();
             for row in rows {
                 if let Ok(Some(v)) = row.try_get::<Option<String>, _>("v") {
+                    // One line per value, whatever it holds (a provider's answer
+                    // kept as it came may span lines).
+                    let v = v.replace('\n', "\\n");
                     out.push_str(&format!("{table}.{column}: {v}\n"));
                 }
             }

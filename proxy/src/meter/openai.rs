@@ -68,11 +68,71 @@ struct Delta {
 
 /// `body` with `usage.cost` (USD) added, as OpenRouter-style clients read it; `None`
 /// when the body has no `usage` object to add it to.
+///
+/// Only the top level and `usage` are parsed: every other member (the choices, the
+/// text) is copied through as the provider wrote it — a whole answer is not turned
+/// into a tree of values and back on every request (measured: 6% of the data plane's
+/// CPU under load before).
 pub fn with_cost(body: &[u8], cost: NanoUsd) -> Option<Vec<u8>> {
+    let Ok(Members(members)) = serde_json::from_slice::<Members<'_>>(body) else {
+        return with_cost_parsed(body, cost);
+    };
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.push(b'{');
+    let mut found = false;
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        if *key == "usage" {
+            let mut usage: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(value.get()).ok()?;
+            usage.insert("cost".into(), serde_json::json!(cost.as_usd_f64()));
+            serde_json::to_writer(&mut out, &usage).ok()?;
+            found = true;
+        } else {
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    found.then_some(out)
+}
+
+/// [`with_cost`] by parsing the whole body (for the rare body the fast path cannot
+/// borrow from: a key written with escapes).
+fn with_cost_parsed(body: &[u8], cost: NanoUsd) -> Option<Vec<u8>> {
     let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let usage = value.get_mut("usage")?.as_object_mut()?;
     usage.insert("cost".into(), serde_json::json!(cost.as_usd_f64()));
     serde_json::to_vec(&value).ok()
+}
+
+/// A JSON object's members in order, each value left unparsed.
+struct Members<'a>(Vec<(&'a str, &'a serde_json::value::RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(8);
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// Follows an OpenAI chat stream event by event: the usage when it arrives, and the
@@ -235,6 +295,23 @@ mod tests {
             "The capital of France is Paris."
         );
         assert_eq!(with_cost(b"{\"choices\":[]}", NanoUsd(1)), None);
+    }
+
+    #[test]
+    fn adding_cost_keeps_every_other_member_as_it_was() {
+        let body = br#"{"id":"x","choices":[{"message":{"content":"a \"b\" \u00e9"}}],"usage":{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1}},"z":[1, 2.50]}"#;
+        let out = String::from_utf8(with_cost(body, NanoUsd(1_500)).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":"x","choices":[{"message":{"content":"a \"b\" \u00e9"}}],"usage":{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":1},"cost":1.5e-6},"z":[1, 2.50]}"#
+        );
+        // A key written with escapes: the whole body is parsed instead.
+        let escaped = br#"{"\u0075sage":{"prompt_tokens":3}}"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&with_cost(escaped, NanoUsd(1_500)).unwrap()).unwrap();
+        assert_eq!(v["usage"]["cost"], 0.0000015);
+        assert_eq!(with_cost(br#"{"usage":null}"#, NanoUsd(1)), None);
+        assert_eq!(with_cost(b"[1]", NanoUsd(1)), None);
     }
 
     #[test]
