@@ -11,6 +11,12 @@ use tokenroute_domain::config::Config;
 use tokenroute_domain::{KeyLimits, NanoUsd};
 use tokenroute_store::{LedgerKind, NewKey, Store};
 
+/// mimalloc instead of the system allocator: the request path allocates and frees
+/// many small buffers (headers, JSON, events) on one thread, which glibc's malloc
+/// serves slower (measured under load: allocation was ~8% of the data plane's CPU).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// TokenRoute: a metered LLM API gateway.
 ///
 /// With no --config, TokenRoute uses its built-in default (conf/tokenroute.toml): data in
