@@ -454,8 +454,16 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
         .iter()
         .filter(|r| r.0 == 429 && r.2.contains("spend_limit_reached"))
         .count();
-    assert_eq!(ok.len(), 10, "10 answers a day in all, not per node");
-    assert_eq!(capped, 60 - 10);
+    let mut outcomes = std::collections::BTreeMap::new();
+    for r in &results {
+        *outcomes.entry((r.0, r.2.chars().take(80).collect::<String>())).or_insert(0) += 1;
+    }
+    assert_eq!(
+        ok.len(),
+        10,
+        "10 answers a day in all, not per node: {outcomes:#?}"
+    );
+    assert_eq!(capped, 60 - 10, "{outcomes:#?}");
     // Every node tells the key what the fleet spent (GET /v1/key), not what it served.
     let client = reqwest::Client::new();
     for node in &fleet.nodes {
