@@ -28,7 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -51,12 +51,17 @@ const REFUSAL_BODY: &str = r#"{"error":{"message":"too many connections from you
 /// the lingering close — each.
 const REFUSAL_WAIT: Duration = Duration::from_millis(700);
 
+/// Refused connections answered at once; more are closed without an answer.
+const POLITE_REFUSALS: usize = 64;
+
 /// Open connections per client address.
 pub struct ConnectionCounts {
     limit: usize,
     trusted: Vec<ipnet::IpNet>,
     open: Mutex<HashMap<IpAddr, usize>>,
     refused: prometheus::IntCounter,
+    /// Connections being refused right now.
+    refusing: AtomicUsize,
 }
 
 impl ConnectionCounts {
@@ -70,6 +75,7 @@ impl ConnectionCounts {
             trusted,
             open: Mutex::new(HashMap::new()),
             refused,
+            refusing: AtomicUsize::new(0),
         })
     }
 
@@ -91,10 +97,14 @@ impl ConnectionCounts {
         })
     }
 
-    /// Connections `peer` holds open now (for tests and metrics).
-    pub fn open_from(&self, peer: IpAddr) -> usize {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get(&peer).copied().unwrap_or(0)
+    /// Closes a connection over the cap: with an answer (see [`refuse`]) while few
+    /// are being refused, at once past that — a flood of refused connections must not
+    /// hold sockets for seconds each.
+    async fn refuse(&self, stream: Stream) {
+        if self.refusing.fetch_add(1, Ordering::AcqRel) < POLITE_REFUSALS {
+            refuse(stream).await;
+        }
+        self.refusing.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -154,7 +164,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for PerClientConnections<A>
             Some(peer) => match self.counts.admit(peer) {
                 Some(place) => Some(place),
                 None => {
-                    refuse(stream).await;
+                    self.counts.refuse(stream).await;
                     return None;
                 }
             },
