@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Before and after, in one run: TokenRoute built at two revisions, measured in
+# alternating rounds under the same load (wrk, closed loop, non-streaming chat), so
+# that a change's effect is not mistaken for the machine's mood.
+#
+#   benchmarks/ab.sh BASE [AFTER]     # AFTER defaults to the working tree
+#
+# Per round and revision: requests/s and the proxy's CPU milliseconds per request
+# (utime + stime from /proc). Writes benchmarks/results/ab-<date>-<base>-<after>.md.
+{
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BASE=${1:?usage: benchmarks/ab.sh BASE [AFTER]}
+AFTER=${2:-}
+BENCH_ROUNDS=${BENCH_ROUNDS:-5}
+BENCH_DURATION=${BENCH_DURATION:-10}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
+
+log() { printf '[ab %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+for tool in wrk taskset python3 git; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-ab.XXXXXX")
+PIDS=()
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    git -C "$ROOT" worktree remove --force "$WORK/src-base" >/dev/null 2>&1 || true
+    git -C "$ROOT" worktree remove --force "$WORK/src-after" >/dev/null 2>&1 || true
+    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
+ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+build() { # build NAME REV|"" -> $WORK/NAME/tokenroute
+    local name=$1 rev=$2 src=$ROOT
+    if [[ -n $rev ]]; then
+        src=$WORK/src-$name
+        git -C "$ROOT" worktree add --detach --quiet "$src" "$rev"
+    fi
+    log "building $name (${rev:-working tree}) in release"
+    # Both builds share the target folder, where the binary of one can stand in for
+    # the other's when cargo finds nothing to rebuild: touching the binary's source
+    # makes cargo link (and place) this tree's binary every time.
+    touch "$src/cli/src/main.rs"
+    (cd "$src" && cargo build --release --quiet -p tokenroute --bin tokenroute)
+    mkdir -p "$WORK/$name"
+    cp "$CARGO_TARGET_DIR/release/tokenroute" "$WORK/$name/"
+}
+BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$BASE")
+AFTER_SHORT=${AFTER:+$(git -C "$ROOT" rev-parse --short "$AFTER")}
+AFTER_SHORT=${AFTER_SHORT:-"$(git -C "$ROOT" rev-parse --short HEAD)+tree"}
+build base "$BASE"
+build after "$AFTER"
+cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
+(cd "$ROOT" && cargo build --release --quiet -p tokenroute-benchmarks --bin fake-upstream)
+cp "$CARGO_TARGET_DIR/release/fake-upstream" "$WORK/"
+
+(exec taskset -c 0 "$WORK/fake-upstream" --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.log") &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
+    [[ -n $UP_PORT ]] && break
+    sleep 0.05
+done
+
+run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
+    local name=$1 round=$2 port dir
+    port=$(free_port)
+    dir=$WORK/run-$name-$round
+    mkdir -p "$dir"
+    cat >"$dir/t.toml" <<EOF
+[proxy]
+listen = "127.0.0.1:$port"
+threads = 1
+max-connections-per-client = 100000
+max-concurrent-requests-per-client = 100000
+max-concurrent-requests-per-account = 100000
+[store]
+url = "sqlite://$dir/t.db"
+[usage]
+spool-dir = "$dir/spool"
+[log]
+level = "warn"
+access-log-dir = "$dir/access"
+[backup]
+dir = "$dir/backups"
+[metrics]
+enabled = false
+[[providers]]
+id = "bench"
+kind = "openai"
+base-url = "http://127.0.0.1:$UP_PORT/v1"
+[[models]]
+id = "bench/gpt-4o-mini"
+upstream = "gpt-4o-mini"
+input-usd-per-mtok = "0.15"
+output-usd-per-mtok = "0.60"
+context-window = 128000
+max-output-tokens = 16384
+EOF
+    local key pid t0 t1 out
+    key=$("$WORK/$name/tokenroute" --config "$dir/t.toml" keys create --email b@example.com \
+        --credits 1000000 2>/dev/null | tail -n 1)
+    (exec taskset -c 0 "$WORK/$name/tokenroute" --config "$dir/t.toml" proxy >"$WORK/$name-$round.log" 2>&1) &
+    pid=$!
+    wait_port "$port"
+    local url="http://127.0.0.1:$port/v1/chat/completions"
+    BENCH_AUTH=$key taskset -c 1 wrk -t1 -c"$BENCH_CONNECTIONS" -d2s -s "$ROOT/benchmarks/wrk/post.lua" "$url" >/dev/null
+    t0=$(ticks "$pid")
+    out=$(BENCH_AUTH=$key taskset -c 1 wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_DURATION}s" \
+        -s "$ROOT/benchmarks/wrk/post.lua" "$url" | grep '^WRK ')
+    t1=$(ticks "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    local requests
+    requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
+    python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); r=$requests; print(f'{r/$BENCH_DURATION:.0f} {($t1-$t0)/hz*1000/max(r,1):.4f}')"
+}
+
+RESULTS=$WORK/results.tsv
+for round in $(seq 1 "$BENCH_ROUNDS"); do
+    # Alternate which goes first, so neither always runs on a warmer machine.
+    order=(base after)
+    ((round % 2 == 0)) && order=(after base)
+    for name in "${order[@]}"; do
+        read -r rps cpu <<<"$(run "$name" "$round")"
+        log "round $round $name: $rps req/s, $cpu ms CPU per request"
+        printf '%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$cpu" >>"$RESULTS"
+    done
+done
+
+DATE=$(date -u +%Y-%m-%d)
+OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-${AFTER_SHORT//+/-}.md"
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(nproc)" "$CPU" \
+    "$BENCH_DURATION" "$BENCH_CONNECTIONS" <<'EOF'
+import statistics, sys
+tsv, out, date, base, after, cpus, cpu, secs, conns = sys.argv[1:]
+rows = [l.split("\t") for l in open(tsv).read().splitlines()]
+by = {"base": [], "after": []}
+for r in rows:
+    by[r[1]].append((float(r[2]), float(r[3])))
+med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs)) for k, vs in by.items()}
+lines = [f"# Before and after — {date}", "",
+    f"`benchmarks/ab.sh {base}` — base `{base}`, after `{after}`; {cpus} CPUs ({cpu}). "
+    f"Each round runs both builds in turn (alternating which goes first): `tokenroute proxy` "
+    f"with one data-plane thread and an embedded SQLite store, and a fast fake provider, on "
+    f"CPU 0; wrk (1 thread, {conns} connections, {secs} s after 2 s of warm-up, small "
+    f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime.",
+    "", "| round | base req/s | after req/s | base CPU ms/req | after CPU ms/req |",
+    "|---:|---:|---:|---:|---:|"]
+rounds = sorted({int(r[0]) for r in rows})
+for n in rounds:
+    b = [r for r in rows if int(r[0]) == n and r[1] == "base"][0]
+    a = [r for r in rows if int(r[0]) == n and r[1] == "after"][0]
+    lines.append(f"| {n} | {b[2]} | {a[2]} | {b[3]} | {a[3]} |")
+(brps, bcpu), (arps, acpu) = med["base"], med["after"]
+lines += [f"| **median** | **{brps:.0f}** | **{arps:.0f}** | **{bcpu:.4f}** | **{acpu:.4f}** |", "",
+    f"After / base: {arps / brps:.2f}× the requests per second, {acpu / bcpu:.2f}× the CPU per request."]
+open(out, "w").write("\n".join(lines) + "\n")
+EOF
+log "wrote $OUT"
+cat "$OUT"
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Latency against offered load, open loop: the direct hop to a fast fake provider,
+# nginx proxy_pass to it (when nginx is installed) and TokenRoute's full path (key
+# check, reservation, routing, metering with the usage writer), each at the same fixed
+# rates, in one run on one machine. Writes a table and an SVG plot.
+#
+#   benchmarks/curve.sh
+#
+# Writes benchmarks/results/curve-<date>.md and curve-<date>.svg.
+{
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_RATES=${BENCH_RATES:-"250,500,1000,1500,2000,3000,4000,6000"}
+BENCH_DURATION=${BENCH_DURATION:-8}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-64}
+BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+BENCH_STORE_URL=${BENCH_STORE_URL:-}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
+
+log() { printf '[curve %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+for tool in taskset python3 curl; do
+    command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-curve.XXXXXX")
+PIDS=()
+cleanup() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
+
+if [[ $BENCH_SKIP_BUILD != 1 ]]; then
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p tokenroute --bin tokenroute \
+        -p tokenroute-benchmarks --bin fake-upstream --bin load-curve)
+fi
+BIN=$WORK/bin
+mkdir -p "$BIN"
+for b in tokenroute fake-upstream load-curve; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/"; done
+
+# CPU 0: every server (the fake provider and the hop), so the direct hop is the same
+# core without the proxy; CPU 1: the load generator.
+(exec taskset -c 0 "$BIN/fake-upstream" --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.log") &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
+    [[ -n $UP_PORT ]] && break
+    sleep 0.05
+done
+[[ -n ${UP_PORT:-} ]] || die "the fake provider did not start"
+
+SYSTEMS=("direct 127.0.0.1:$UP_PORT /v1/chat/completions")
+
+if command -v nginx >/dev/null; then
+    NGINX_PORT=$(free_port)
+    mkdir -p "$WORK/nginx/tmp"
+    NGINX_USER=
+    [[ $(id -u) == 0 ]] && NGINX_USER="user root;"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+$NGINX_USER
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://fake;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+    (exec taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
+        -e "$WORK/nginx/error.log" >"$WORK/nginx.log" 2>&1) &
+    PIDS+=($!)
+    wait_port "$NGINX_PORT"
+    SYSTEMS+=("nginx 127.0.0.1:$NGINX_PORT /v1/chat/completions")
+else
+    log "nginx is not installed (apt-get install -y nginx-light): measured without it"
+fi
+
+PORT=$(free_port)
+STORE=${BENCH_STORE_URL:-sqlite://$WORK/tokenroute.db}
+cat >"$WORK/tokenroute.toml" <<EOF
+[proxy]
+listen = "127.0.0.1:$PORT"
+threads = 1
+# The load comes from 127.0.0.1, one account.
+max-connections-per-client = 100000
+max-concurrent-requests-per-client = 100000
+max-concurrent-requests-per-account = 100000
+[store]
+url = "$STORE"
+[usage]
+spool-dir = "$WORK/spool"
+[log]
+level = "warn"
+access-log-dir = "$WORK/access"
+[backup]
+dir = "$WORK/backups"
+[metrics]
+enabled = false
+[[providers]]
+id = "bench"
+kind = "openai"
+base-url = "http://127.0.0.1:$UP_PORT/v1"
+[[models]]
+id = "bench/gpt-4o-mini"
+upstream = "gpt-4o-mini"
+input-usd-per-mtok = "0.15"
+output-usd-per-mtok = "0.60"
+context-window = 128000
+max-output-tokens = 16384
+EOF
+KEY=$("$BIN/tokenroute" --config "$WORK/tokenroute.toml" keys create --email bench@example.com \
+    --credits 1000000 2>/dev/null | tail -n 1)
+(exec taskset -c 0 "$BIN/tokenroute" --config "$WORK/tokenroute.toml" proxy >"$WORK/proxy.log" 2>&1) &
+PIDS+=($!)
+wait_port "$PORT"
+SYSTEMS+=("TokenRoute 127.0.0.1:$PORT /v1/chat/completions")
+
+BODY='{"model":"bench/gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
+TSV=$WORK/curve.tsv
+printf 'system\trate\tp50\tp99\tp90\tp999\tachieved\terrors\n' >"$TSV"
+for entry in "${SYSTEMS[@]}"; do
+    read -r name addr path <<<"$entry"
+    log "$name: rates $BENCH_RATES, ${BENCH_DURATION}s each"
+    key_arg=()
+    [[ $name == TokenRoute ]] && key_arg=(--key "$KEY")
+    taskset -c 1 "$BIN/load-curve" --addr "$addr" --path "$path" "${key_arg[@]}" --body "$BODY" \
+        --rates "$BENCH_RATES" --duration-secs "$BENCH_DURATION" --connections "$BENCH_CONNECTIONS" \
+        >"$WORK/$name.out" 2>"$WORK/$name.log"
+    while read -r line; do
+        kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$(kv rate)" "$(kv p50)" "$(kv p99)" \
+            "$(kv p90)" "$(kv p999)" "$(kv achieved)" "$(kv errors)" >>"$TSV"
+        log "$name: $line"
+    done <"$WORK/$name.out"
+done
+
+DATE=$(date -u +%Y-%m-%d)
+OUT="$ROOT/benchmarks/results/curve-$DATE"
+python3 "$ROOT/benchmarks/plot_curve.py" "$TSV" "$OUT.svg" \
+    "Latency against offered load (p50 solid, p99 dashed), $DATE"
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+MEM=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 - "$TSV" "$OUT.md" "$DATE" "$COMMIT" "$(nproc)" "$CPU" "$MEM" "$BENCH_DURATION" \
+    "$BENCH_CONNECTIONS" "${STORE%%:*}" <<'EOF'
+import sys
+tsv, out, date, commit, cpus, cpu, mem, secs, conns, store = sys.argv[1:]
+rows = {}
+for line in open(tsv).read().splitlines()[1:]:
+    s, rate, p50, p99, p90, p999, achieved, errors = line.split("\t")
+    rows.setdefault(int(rate), {})[s] = dict(p50=float(p50), p99=float(p99),
+        achieved=float(achieved), errors=int(errors))
+systems = []
+for line in open(tsv).read().splitlines()[1:]:
+    s = line.split("\t")[0]
+    if s not in systems:
+        systems.append(s)
+def sustained(s):
+    best = 0
+    for rate, r in sorted(rows.items()):
+        m = r.get(s)
+        if m and m["errors"] == 0 and m["achieved"] >= 0.95 * rate and m["p99"] < 100:
+            best = rate
+    return best
+lines = [f"# Latency against offered load — {date}", "",
+    f"`benchmarks/curve.sh` at commit `{commit}` on {cpus} CPUs ({cpu}), {mem} RAM. "
+    f"Open loop (`load-curve`: requests scheduled at a fixed rate, latency from the "
+    f"scheduled time), {conns} kept-alive HTTP/1.1 connections, {secs} s per rate after "
+    f"1 s of warm-up; small non-streaming chat requests; every server (the fake provider "
+    f"and the hop) on CPU 0, the load generator on CPU 1. TokenRoute: one data-plane "
+    f"thread, store {store}, the full path (key check, reservation, routing, metering "
+    f"with the usage writer).", "",
+    f"![latency against offered load](curve-{date}.svg)", ""]
+head = "| offered req/s | " + " | ".join(f"{s} p50 / p99 ms" for s in systems)
+head += " | TokenRoute added p50 / p99 ms | TokenRoute achieved req/s (errors) |"
+lines += [head, "|" + "---:|" * (len(systems) + 3)]
+for rate, r in sorted(rows.items()):
+    cells = []
+    for s in systems:
+        m = r.get(s)
+        cells.append(f"{m['p50']:.2f} / {m['p99']:.2f}" if m else "—")
+    t, d = r.get("TokenRoute"), r.get("direct")
+    added = f"{t['p50'] - d['p50']:+.2f} / {t['p99'] - d['p99']:+.2f}" if t and d else "—"
+    got = f"{t['achieved']:.0f} ({t['errors']})" if t else "—"
+    lines.append(f"| {rate} | " + " | ".join(cells) + f" | {added} | {got} |")
+lines.append("")
+sat = sustained("TokenRoute")
+if sat:
+    half = max((rate for rate in rows if rate <= sat / 2), default=None)
+    lines.append(f"TokenRoute sustained {sat} req/s (the highest rate here answered at ≥ 95% "
+        "with no errors and p99 under 100 ms).")
+    if half and "TokenRoute" in rows[half] and "direct" in rows[half]:
+        t, d = rows[half]["TokenRoute"], rows[half]["direct"]
+        lines.append(f"At {half} req/s (at most half of that): added p50 {t['p50'] - d['p50']:+.2f} ms, "
+            f"added p99 {t['p99'] - d['p99']:+.2f} ms (target: p99 ≤ 0.5 ms).")
+open(out, "w").write("\n".join(lines) + "\n")
+EOF
+log "wrote $OUT.md and $OUT.svg"
+cat "$OUT.md"
+}
