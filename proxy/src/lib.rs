@@ -38,6 +38,7 @@ pub mod upstream;
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -46,6 +47,11 @@ use crate::connections::{ConnectionCounts, PerClientConnections};
 
 pub use service::TokenRoute;
 pub use state::{BackgroundTasks, ProxyState};
+
+/// Each client connection's read buffer. Pingora's default is 64 KiB, held for as long
+/// as the connection is open — most of what an open stream costs; chat requests are
+/// small, and a large body is read in more pieces.
+const CLIENT_READ_BUFFER: usize = 16 * 1024;
 
 /// The data plane as a Pingora service listening on the configured address.
 pub fn proxy_service(
@@ -71,20 +77,22 @@ pub fn proxy_service(
         "TokenRoute data plane".to_string(),
         PerClientConnections::new(proxy, counts, header_timeout),
     );
-    match tls {
-        Some((cert, files)) => {
-            let mut settings = TlsSettings::intermediate(
-                &files.cert.display().to_string(),
-                &files.key.display().to_string(),
-            )?;
-            // The certificate comes from the reloading resolver, not the paths.
-            settings.set_cert_resolver(cert);
-            if http2 {
-                settings.enable_h2();
-            }
-            service.add_tls_with_settings(&listen, None, settings);
+    let mut listener = ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(
+        CLIENT_READ_BUFFER,
+        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
+    ));
+    if let Some((cert, files)) = tls {
+        let mut settings = TlsSettings::intermediate(
+            &files.cert.display().to_string(),
+            &files.key.display().to_string(),
+        )?;
+        // The certificate comes from the reloading resolver, not the paths.
+        settings.set_cert_resolver(cert);
+        if http2 {
+            settings.enable_h2();
         }
-        None => service.add_tcp(&listen),
+        listener = listener.tls(settings);
     }
+    service.add_listener(listener);
     Ok(service)
 }
