@@ -3,7 +3,7 @@
 # alternating rounds under the same load (wrk, closed loop, non-streaming chat), so
 # that a change's effect is not mistaken for the machine's mood.
 #
-#   benchmarks/ab.sh BASE [AFTER]     # AFTER defaults to the working tree
+#   benchmarks/ab.sh BASE [AFTER]     # AFTER defaults to HEAD (commit what you measure)
 #
 # Per round and revision: requests/s and the proxy's CPU milliseconds per request
 # (utime + stime from /proc). Writes benchmarks/results/ab-<date>-<base>-<after>.md.
@@ -11,7 +11,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BASE=${1:?usage: benchmarks/ab.sh BASE [AFTER]}
-AFTER=${2:-}
+AFTER=${2:-HEAD}
 BENCH_ROUNDS=${BENCH_ROUNDS:-5}
 BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
@@ -40,24 +40,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
-build() { # build NAME REV|"" -> $WORK/NAME/tokenroute
-    local name=$1 rev=$2 src=$ROOT
-    if [[ -n $rev ]]; then
-        src=$WORK/src-$name
-        git -C "$ROOT" worktree add --detach --quiet "$src" "$rev"
-    fi
-    log "building $name (${rev:-working tree}) in release"
-    # Both builds share the target folder, where the binary of one can stand in for
-    # the other's when cargo finds nothing to rebuild: touching the binary's source
-    # makes cargo link (and place) this tree's binary every time.
-    touch "$src/cli/src/main.rs"
+build() { # build NAME REV -> $WORK/NAME/tokenroute
+    # Each revision is checked out fresh and built there. Both builds share the target
+    # folder, where cargo decides what to rebuild by comparing file times: a fresh
+    # checkout is newer than anything built before, so each build compiles its own
+    # sources (building the working tree after another checkout could reuse the
+    # other's libraries).
+    local name=$1 rev=$2 src=$WORK/src-$1
+    git -C "$ROOT" worktree add --detach --quiet "$src" "$rev"
+    log "building $name ($rev) in release"
     (cd "$src" && cargo build --release --quiet -p tokenroute --bin tokenroute)
     mkdir -p "$WORK/$name"
     cp "$CARGO_TARGET_DIR/release/tokenroute" "$WORK/$name/"
 }
 BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$BASE")
-AFTER_SHORT=${AFTER:+$(git -C "$ROOT" rev-parse --short "$AFTER")}
-AFTER_SHORT=${AFTER_SHORT:-"$(git -C "$ROOT" rev-parse --short HEAD)+tree"}
+AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
 build base "$BASE"
 build after "$AFTER"
 cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
@@ -139,7 +136,7 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
 done
 
 DATE=$(date -u +%Y-%m-%d)
-OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-${AFTER_SHORT//+/-}.md"
+OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT.md"
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(nproc)" "$CPU" \
     "$BENCH_DURATION" "$BENCH_CONNECTIONS" <<'EOF'
