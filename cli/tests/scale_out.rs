@@ -456,7 +456,9 @@ async fn a_daily_spend_cap_holds_across_three_nodes() {
         .count();
     let mut outcomes = std::collections::BTreeMap::new();
     for r in &results {
-        *outcomes.entry((r.0, r.2.chars().take(80).collect::<String>())).or_insert(0) += 1;
+        *outcomes
+            .entry((r.0, r.2.chars().take(80).collect::<String>()))
+            .or_insert(0) += 1;
     }
     assert_eq!(
         ok.len(),
