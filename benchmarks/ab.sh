@@ -17,11 +17,9 @@ BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
-log() { printf '[ab %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-for tool in wrk taskset python3 git; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+NAME=ab
+. "$ROOT/benchmarks/lib.sh"
+need wrk taskset python3 git
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-ab.XXXXXX")
 PIDS=()
@@ -35,10 +33,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 
 build() { # build NAME REV -> $WORK/NAME/tokenroute
     # Each revision is checked out fresh and built there. Both builds share the target
@@ -58,55 +52,17 @@ AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
 build base "$BASE"
 build after "$AFTER"
 cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
-(cd "$ROOT" && cargo build --release --quiet -p tokenroute-benchmarks --bin fake-upstream)
-cp "$CARGO_TARGET_DIR/release/fake-upstream" "$WORK/"
-
-(exec taskset -c 0 "$WORK/fake-upstream" --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.log") &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
-    [[ -n $UP_PORT ]] && break
-    sleep 0.05
-done
+BENCH_SKIP_BUILD=0 bins fake-upstream
+start_fake_upstream 0
 
 run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
     local name=$1 round=$2 port dir
     port=$(free_port)
     dir=$WORK/run-$name-$round
     mkdir -p "$dir"
-    cat >"$dir/t.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$port"
-threads = 1
-max-connections-per-client = 100000
-max-concurrent-requests-per-client = 100000
-max-concurrent-requests-per-account = 100000
-[store]
-url = "sqlite://$dir/t.db"
-[usage]
-spool-dir = "$dir/spool"
-[log]
-level = "warn"
-access-log-dir = "$dir/access"
-[backup]
-dir = "$dir/backups"
-[metrics]
-enabled = false
-[[providers]]
-id = "bench"
-kind = "openai"
-base-url = "http://127.0.0.1:$UP_PORT/v1"
-[[models]]
-id = "bench/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
+    bench_config "$dir/t.toml" "$port" "sqlite://$dir/t.db" "$dir" </dev/null
     local key pid t0 t1 out
-    key=$("$WORK/$name/tokenroute" --config "$dir/t.toml" keys create --email b@example.com \
-        --credits 1000000 2>/dev/null | tail -n 1)
+    key=$(BIN=$WORK/$name bench_key "$dir/t.toml")
     (exec taskset -c 0 "$WORK/$name/tokenroute" --config "$dir/t.toml" proxy >"$WORK/$name-$round.log" 2>&1) &
     pid=$!
     wait_port "$port"
@@ -137,18 +93,17 @@ done
 
 DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT.md"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(nproc)" "$CPU" \
+python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(machine)" \
     "$BENCH_DURATION" "$BENCH_CONNECTIONS" <<'EOF'
 import statistics, sys
-tsv, out, date, base, after, cpus, cpu, secs, conns = sys.argv[1:]
+tsv, out, date, base, after, machine, secs, conns = sys.argv[1:]
 rows = [l.split("\t") for l in open(tsv).read().splitlines()]
 by = {"base": [], "after": []}
 for r in rows:
     by[r[1]].append((float(r[2]), float(r[3])))
 med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs)) for k, vs in by.items()}
 lines = [f"# Before and after — {date}", "",
-    f"`benchmarks/ab.sh {base}` — base `{base}`, after `{after}`; {cpus} CPUs ({cpu}). "
+    f"`benchmarks/ab.sh {base}` — base `{base}`, after `{after}`; {machine}. "
     f"Each round runs both builds in turn (alternating which goes first): `tokenroute proxy` "
     f"with one data-plane thread and an embedded SQLite store, and a fast fake provider, on "
     f"CPU 0; wrk (1 thread, {conns} connections, {secs} s after 2 s of warm-up, small "

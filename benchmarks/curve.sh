@@ -17,11 +17,9 @@ BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 BENCH_STORE_URL=${BENCH_STORE_URL:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
-log() { printf '[curve %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-for tool in taskset python3 curl; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+NAME=curve
+. "$ROOT/benchmarks/lib.sh"
+need taskset python3 curl
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-curve.XXXXXX")
 PIDS=()
@@ -34,63 +32,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
-
-if [[ $BENCH_SKIP_BUILD != 1 ]]; then
-    log "building (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p tokenroute --bin tokenroute \
-        -p tokenroute-benchmarks --bin fake-upstream --bin load-curve)
-fi
-BIN=$WORK/bin
-mkdir -p "$BIN"
-for b in tokenroute fake-upstream load-curve; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/"; done
-
+bins tokenroute fake-upstream load-curve
 # CPU 0: every server (the fake provider and the hop), so the direct hop is the same
 # core without the proxy; CPU 1: the load generator.
-(exec taskset -c 0 "$BIN/fake-upstream" --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.log") &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
-    [[ -n $UP_PORT ]] && break
-    sleep 0.05
-done
-[[ -n ${UP_PORT:-} ]] || die "the fake provider did not start"
-
+start_fake_upstream 0
 SYSTEMS=("direct 127.0.0.1:$UP_PORT /v1/chat/completions")
 
 if command -v nginx >/dev/null; then
     NGINX_PORT=$(free_port)
-    mkdir -p "$WORK/nginx/tmp"
-    NGINX_USER=
-    [[ $(id -u) == 0 ]] && NGINX_USER="user root;"
-    cat >"$WORK/nginx/nginx.conf" <<EOF
-$NGINX_USER
-daemon off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/tmp/body;
-    proxy_temp_path $WORK/nginx/tmp/proxy;
-    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
-    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
-    scgi_temp_path $WORK/nginx/tmp/scgi;
-    upstream fake { server 127.0.0.1:$UP_PORT; keepalive 64; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        keepalive_requests 1000000;
-        location / {
-            proxy_pass http://fake;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }
-    }
-}
-EOF
+    nginx_config "$WORK/nginx" "$NGINX_PORT"
     (exec taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
         -e "$WORK/nginx/error.log" >"$WORK/nginx.log" 2>&1) &
     PIDS+=($!)
@@ -102,39 +52,8 @@ fi
 
 PORT=$(free_port)
 STORE=${BENCH_STORE_URL:-sqlite://$WORK/tokenroute.db}
-cat >"$WORK/tokenroute.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$PORT"
-threads = 1
-# The load comes from 127.0.0.1, one account.
-max-connections-per-client = 100000
-max-concurrent-requests-per-client = 100000
-max-concurrent-requests-per-account = 100000
-[store]
-url = "$STORE"
-[usage]
-spool-dir = "$WORK/spool"
-[log]
-level = "warn"
-access-log-dir = "$WORK/access"
-[backup]
-dir = "$WORK/backups"
-[metrics]
-enabled = false
-[[providers]]
-id = "bench"
-kind = "openai"
-base-url = "http://127.0.0.1:$UP_PORT/v1"
-[[models]]
-id = "bench/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
-KEY=$("$BIN/tokenroute" --config "$WORK/tokenroute.toml" keys create --email bench@example.com \
-    --credits 1000000 2>/dev/null | tail -n 1)
+bench_config "$WORK/tokenroute.toml" "$PORT" "$STORE" "$WORK" </dev/null
+KEY=$(bench_key "$WORK/tokenroute.toml")
 (exec taskset -c 0 "$BIN/tokenroute" --config "$WORK/tokenroute.toml" proxy >"$WORK/proxy.log" 2>&1) &
 PIDS+=($!)
 wait_port "$PORT"
@@ -163,13 +82,11 @@ DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/curve-$DATE"
 python3 "$ROOT/benchmarks/plot_curve.py" "$TSV" "$OUT.svg" \
     "Latency against offered load (p50 solid, p99 dashed), $DATE"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-MEM=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
-python3 - "$TSV" "$OUT.md" "$DATE" "$COMMIT" "$(nproc)" "$CPU" "$MEM" "$BENCH_DURATION" \
+python3 - "$TSV" "$OUT.md" "$DATE" "$COMMIT" "$(machine)" "$BENCH_DURATION" \
     "$BENCH_CONNECTIONS" "${STORE%%:*}" <<'EOF'
 import sys
-tsv, out, date, commit, cpus, cpu, mem, secs, conns, store = sys.argv[1:]
+tsv, out, date, commit, machine, secs, conns, store = sys.argv[1:]
 rows = {}
 for line in open(tsv).read().splitlines()[1:]:
     s, rate, p50, p99, p90, p999, achieved, errors = line.split("\t")
@@ -188,7 +105,7 @@ def sustained(s):
             best = rate
     return best
 lines = [f"# Latency against offered load — {date}", "",
-    f"`benchmarks/curve.sh` at commit `{commit}` on {cpus} CPUs ({cpu}), {mem} RAM. "
+    f"`benchmarks/curve.sh` at commit `{commit}` on {machine}. "
     f"Open loop (`load-curve`: requests scheduled at a fixed rate, latency from the "
     f"scheduled time), {conns} kept-alive HTTP/1.1 connections, {secs} s per rate after "
     f"1 s of warm-up; small non-streaming chat requests; every server (the fake provider "

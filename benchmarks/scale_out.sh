@@ -19,11 +19,9 @@ BENCH_PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
-log() { printf '[scale-out %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-for tool in wrk redis-server redis-cli psql curl taskset; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+NAME=scale-out
+. "$ROOT/benchmarks/lib.sh"
+need wrk redis-server redis-cli psql curl taskset
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-scale-out.XXXXXX")
 PIDS=()
@@ -38,27 +36,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
-
-if [[ $BENCH_SKIP_BUILD != 1 ]]; then
-    log "building (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p tokenroute --bin tokenroute \
-        -p tokenroute-benchmarks --bin fake-upstream)
-fi
-BIN=$WORK/bin
-mkdir -p "$BIN"
-cp "$CARGO_TARGET_DIR/release/tokenroute" "$CARGO_TARGET_DIR/release/fake-upstream" "$BIN/"
-
+bins tokenroute fake-upstream
 # CPU 0: the node and the fake provider; CPU 1: wrk, Redis, Postgres.
-(exec taskset -c 0 "$BIN/fake-upstream" --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.log") &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
-    [[ -n $UP_PORT ]] && break
-    sleep 0.05
-done
+start_fake_upstream 0
 REDIS_PORT=$(free_port)
 (exec taskset -c 1 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     >"$WORK/redis.log" 2>&1) &
@@ -69,49 +49,21 @@ psql "$BENCH_PG" -qc "CREATE DATABASE $DB" >/dev/null
 STORE="${BENCH_PG%/*}/$DB"
 
 config() { # config NAME PORT [REDIS]
-    cat >"$WORK/$1.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$2"
-threads = 1
-key-cache-ttl-ms = ${KEY_TTL:-1000}
-[store]
-url = "$STORE"
-[usage]
-spool-dir = "$WORK/spool-$1"
-[log]
-level = "warn"
-access-log-dir = "$WORK/access-$1"
-[backup]
-dir = "$WORK/backups"
-[metrics]
-enabled = false
-[[providers]]
-id = "bench"
-kind = "openai"
-base-url = "http://127.0.0.1:$UP_PORT/v1"
-[[models]]
-id = "bench/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
+    echo "key-cache-ttl-ms = ${KEY_TTL:-1000}" |
+        bench_config "$WORK/$1.toml" "$2" "$STORE" "$WORK/$1"
     if [[ ${3:-} == redis ]]; then
         printf '[redis]\nurl = "redis://127.0.0.1:%s"\n' "$REDIS_PORT" >>"$WORK/$1.toml"
     fi
 }
 
 config alone 0
-KEY=$("$BIN/tokenroute" --config "$WORK/alone.toml" keys create --email bench@example.com \
-    --credits 1000000 2>/dev/null | tail -n 1)
+KEY=$(bench_key "$WORK/alone.toml")
 ID=$("$BIN/tokenroute" --config "$WORK/alone.toml" keys list --email bench@example.com 2>/dev/null \
     | tail -n 1 | cut -d' ' -f1)
 # A rate limit high enough never to refuse, so that the limit's script work is measured.
 "$BIN/tokenroute" --config "$WORK/alone.toml" keys set-limits "$ID" --rpm 100000000 \
     --tpm 100000000000 >/dev/null 2>&1
-PLAIN=$("$BIN/tokenroute" --config "$WORK/alone.toml" keys create --email plain@example.com \
-    --credits 1000000 2>/dev/null | tail -n 1)
+PLAIN=$(bench_key "$WORK/alone.toml" plain@example.com)
 export BENCH_AUTH=$KEY
 
 redis_stat() { # round trips (what nodes send: scripts, PUBLISH), all commands (scripts' inner calls included), used CPU seconds

@@ -16,11 +16,9 @@ BENCH_STREAMS=${BENCH_STREAMS:-"1000 9000"}
 BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
-log() { printf '[streams %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-for tool in curl taskset python3; do
-    command -v "$tool" >/dev/null || die "$tool is not installed"
-done
+NAME=streams
+. "$ROOT/benchmarks/lib.sh"
+need curl taskset python3
 LIMIT=$(ulimit -n)
 for n in $BENCH_STREAMS; do
     ((2 * n + 200 <= LIMIT)) || die "$n streams need $((2 * n + 200)) open files in the proxy; ulimit -n is $LIMIT"
@@ -36,66 +34,14 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; die "nothing on port $1"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 
-if [[ $BENCH_SKIP_BUILD != 1 ]]; then
-    log "building (release)"
-    (cd "$ROOT" && cargo build --release --quiet -p tokenroute --bin tokenroute \
-        -p tokenroute-benchmarks --bin fake-upstream --bin open-streams)
-fi
-BIN=$WORK/bin
-mkdir -p "$BIN"
-for b in tokenroute fake-upstream open-streams; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/"; done
-
+bins tokenroute fake-upstream open-streams
 # CPU 0: the proxy; CPU 1: the fake provider and the clients.
-(exec taskset -c 1 "$BIN/fake-upstream" --listen 127.0.0.1:0 --stream-events 300 \
-    --event-gap-ms 1000 >"$WORK/up.out" 2>"$WORK/up.log") &
-PIDS+=($!)
-for _ in $(seq 1 100); do
-    UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
-    [[ -n $UP_PORT ]] && break
-    sleep 0.05
-done
-[[ -n ${UP_PORT:-} ]] || die "the fake provider did not start"
-
+start_fake_upstream 1 --stream-events 300 --event-gap-ms 1000
 PORT=$(free_port)
-cat >"$WORK/tokenroute.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$PORT"
-threads = 1
-# Every stream comes from 127.0.0.1 and one account.
-max-connections-per-client = 100000
-max-concurrent-requests-per-client = 100000
-max-concurrent-requests-per-account = 100000
-[store]
-url = "sqlite://$WORK/tokenroute.db"
-[usage]
-spool-dir = "$WORK/spool"
-[log]
-level = "warn"
-access-log-dir = "$WORK/access"
-[backup]
-dir = "$WORK/backups"
-[metrics]
-enabled = false
-[[providers]]
-id = "bench"
-kind = "openai"
-base-url = "http://127.0.0.1:$UP_PORT/v1"
-[[models]]
-id = "bench/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
-KEY=$("$BIN/tokenroute" --config "$WORK/tokenroute.toml" keys create --email bench@example.com \
-    --credits 1000000 2>/dev/null | tail -n 1)
+bench_config "$WORK/tokenroute.toml" "$PORT" "sqlite://$WORK/tokenroute.db" "$WORK" </dev/null
+KEY=$(bench_key "$WORK/tokenroute.toml")
 (exec taskset -c 0 "$BIN/tokenroute" --config "$WORK/tokenroute.toml" proxy >"$WORK/proxy.log" 2>&1) &
 PID=$!
 PIDS+=("$PID")
@@ -146,14 +92,12 @@ AFTER=$(rss_kib "$PID")
 
 DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/streams-$DATE.md"
-CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-MEM=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cat >"$OUT" <<EOF
 # Open streams: memory per stream — $DATE
 
 \`benchmarks/streams.sh\` (BENCH_STREAMS="$BENCH_STREAMS") at commit \`$COMMIT\`, $(date -u '+%H:%M UTC'),
-on $(nproc) CPUs ($CPU), $MEM RAM, open-file limit $LIMIT.
+on $(machine), open-file limit $LIMIT.
 
 \`tokenroute proxy\` with one data-plane thread on CPU 0 (embedded SQLite store, usage
 written as streams end); a fake OpenAI-compatible provider sending one

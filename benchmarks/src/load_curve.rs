@@ -7,6 +7,9 @@
 //! `oha --latency-correction` measure). Prints one line per rate:
 //! `rate=R sent=N ok=N errors=N achieved=R p50=MS p90=MS p99=MS p999=MS max=MS`.
 
+#[path = "http1.rs"]
+mod http1;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +52,8 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let request: Arc<[u8]> = request(&args).into();
+    let request: Arc<[u8]> =
+        http1::post(&args.path, &args.addr, args.key.as_deref(), &args.body).into();
     let mut out = std::io::stdout();
     for &rate in &args.rates {
         let line = measure(&args, &request, rate).await;
@@ -151,22 +155,6 @@ impl SharedReceiver {
     async fn recv(&self) -> Result<Instant, ()> {
         self.0.lock().await.recv().await.ok_or(())
     }
-}
-
-fn request(args: &Args) -> Vec<u8> {
-    let auth = args
-        .key
-        .as_ref()
-        .map(|k| format!("authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "POST {} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-        args.path,
-        args.addr,
-        args.body.len(),
-        args.body
-    )
-    .into_bytes()
 }
 
 /// Sends one request on the connection (opening one if there is none); true on a 200

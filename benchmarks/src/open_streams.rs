@@ -7,6 +7,9 @@
 //! `ready=N failed=F seconds=S` — and keeps reading every stream until it ends or the
 //! process is killed; the harness samples the proxy's memory in between.
 
+#[path = "http1.rs"]
+mod http1;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,7 +49,12 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let request = Arc::new(request(&args));
+    let request = Arc::new(http1::post(
+        &args.path,
+        &args.addr,
+        args.key.as_deref(),
+        &args.body,
+    ));
     let opened = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -80,22 +88,6 @@ async fn main() {
     let _ = out.flush();
     // Hold until killed (or every stream ended).
     std::future::pending::<()>().await;
-}
-
-fn request(args: &Args) -> Vec<u8> {
-    let auth = args
-        .key
-        .as_ref()
-        .map(|k| format!("authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "POST {} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
-        args.path,
-        args.addr,
-        args.body.len(),
-        args.body
-    )
-    .into_bytes()
 }
 
 /// One stream: sends the request, counts it open at its first event, reads to the end.

@@ -219,21 +219,8 @@ async fn http2_with_prior_knowledge_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_hold_more_connections_than_its_cap() {
     let fake = FakeOpenAi::start().await;
-    let gw = Gateway::start_with(
-        Backend::Sqlite,
-        &fake,
-        Options {
-            proxy_toml: "max-connections-per-client = 8\n".into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let (gw, addr) = gateway_with_proxy(&fake, "max-connections-per-client = 8\n").await;
     let (key, _, _) = gw.key_with_credits("conns@example.com", "5").await;
-    let addr = gw
-        .url("/")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
     // One kept-alive client connection (reqwest's pool) and seven slow ones.
     let client = reqwest::Client::new();
     let chat = |client: &reqwest::Client| {
@@ -319,6 +306,22 @@ async fn one_address_cannot_hold_more_connections_than_its_cap() {
     drop(slow);
 }
 
+/// A gateway with these `[proxy]` settings, and its data plane's `HOST:PORT` (for raw
+/// connections).
+async fn gateway_with_proxy(fake: &FakeOpenAi, proxy_toml: &str) -> (Gateway, String) {
+    let gw = Gateway::start_with(
+        Backend::Sqlite,
+        fake,
+        Options {
+            proxy_toml: proxy_toml.into(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let addr = gw.base.trim_start_matches("http://").to_string();
+    (gw, addr)
+}
+
 /// `tokenroute_connections_refused_total`, read from the metrics endpoint.
 async fn refused(gw: &Gateway) -> f64 {
     let text = reqwest::get(&gw.metrics)
@@ -382,21 +385,8 @@ fn raw_chat(conn: &mut std::net::TcpStream, host: &str, key: &str) -> (u16, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_request_headers_are_cut_off_and_idle_keep_alive_is_not() {
     let fake = FakeOpenAi::start().await;
-    let gw = Gateway::start_with(
-        Backend::Sqlite,
-        &fake,
-        Options {
-            proxy_toml: "client-header-timeout-ms = 1500\n".into(),
-            ..Options::default()
-        },
-    )
-    .await;
+    let (gw, addr) = gateway_with_proxy(&fake, "client-header-timeout-ms = 1500\n").await;
     let (key, _, _) = gw.key_with_credits("slowloris@example.com", "5").await;
-    let addr = gw
-        .url("/")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
 
     // One byte every 200 ms: the headers are not in after 1.5 s, the connection ends.
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
