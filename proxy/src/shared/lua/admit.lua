@@ -28,7 +28,6 @@ if redis.call('EXISTS', bal) == 0 then return {'load'} end
 if capped and redis.call('HEXISTS', bal, kp .. 'tot') == 0 then return {'load_spend'} end
 local now = now_ms()
 drop_lapsed(bal, holds, lease, now)
-
 local requests, requests_clear, tokens, tokens_clear = 0, 0, 0, 0
 local function window_state()
   if rpm > 0 then
@@ -40,6 +39,22 @@ local function window_state()
     tokens = tonumber(redis.call('HGET', tn, '_sum') or '0')
     local newest = redis.call('ZRANGE', tk, -1, -1, 'WITHSCORES')
     if newest[2] then tokens_clear = math.max(0, tonumber(newest[2]) + window - now) end
+  end
+end
+
+-- Admitted already: this is a retry of a call whose answer was lost (the node's
+-- connection timed out after Redis ran it). Counting it again would leak a hold that
+-- nothing releases (under-admitting until its lease lapses).
+local existing = redis.call('HGET', holds, id)
+if existing then
+  local state, amount = parse_hold(existing)
+  if state == 'r' then
+    local partial = 0
+    if redis.call('HGET', bal, 'partial') == id or redis.call('HGET', bal, kp .. 'part') == id then
+      partial = 1
+    end
+    window_state()
+    return {'ok', amount .. ':' .. partial, requests, requests_clear, tokens, tokens_clear}
   end
 end
 
