@@ -44,8 +44,7 @@ use pingora::protocols::{
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// What a refused connection is told before it is closed.
-const REFUSAL_BODY: &str = r#"{"error":{"message":"too many connections from your address; close some or reuse them (keep-alive)","type":"rate_limit_error","param":null,"code":"too_many_connections"}}"#;
+use crate::error::ApiError;
 
 /// How long a refused connection is waited for: its first bytes, the answer's write,
 /// the lingering close — each.
@@ -102,7 +101,7 @@ impl ConnectionCounts {
     /// hold sockets for seconds each.
     async fn refuse(&self, stream: Stream) {
         if self.refusing.fetch_add(1, Ordering::AcqRel) < POLITE_REFUSALS {
-            refuse(stream).await;
+            refuse(stream, &ApiError::TooManyConnections(self.limit)).await;
         }
         self.refusing.fetch_sub(1, Ordering::AcqRel);
     }
@@ -239,20 +238,24 @@ fn set_phase(session: &pingora::proxy::Session, phase: Phase) {
 /// do, would take an answer before it as a protocol error), and the close lingers
 /// while the client may still be sending, so the answer is read rather than reset.
 /// HTTP/2 clients get the close. At most ~2 s per refused connection.
-async fn refuse(mut stream: Stream) {
+async fn refuse(mut stream: Stream, error: &ApiError) {
     let mut buf = [0u8; 4096];
     let waited = tokio::time::timeout(REFUSAL_WAIT, stream.read(&mut buf)).await;
     if matches!(waited, Ok(Ok(0)) | Ok(Err(_))) {
         return;
     }
     if stream.selected_alpn_proto() != Some(ALPN::H2) {
-        let answer = format!(
-            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{REFUSAL_BODY}",
-            REFUSAL_BODY.len()
-        );
+        let body = error.body();
+        let mut answer = format!(
+            "HTTP/1.1 {} Too Many Requests\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+            error.status(),
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
         let write = async {
-            stream.write_all(answer.as_bytes()).await?;
+            stream.write_all(&answer).await?;
             stream.flush().await
         };
         let _ = tokio::time::timeout(REFUSAL_WAIT, write).await;

@@ -53,6 +53,8 @@ pub enum ApiError {
     TooManyFromClient(usize),
     #[error("Too many failed authentications from your address; try again in a minute with a valid key.")]
     AuthBlocked,
+    #[error("Too many connections from your address are open at once (the limit is {0}). Close some, or reuse them (keep-alive).")]
+    TooManyConnections(usize),
     #[error(
         "Unknown request URL: {method} {path}. See GET /v1/models and POST /v1/chat/completions."
     )]
@@ -95,7 +97,9 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => 413,
             ApiError::HeadersTooLarge(_) => 431,
             ApiError::ClientTimeout(_) => 408,
-            ApiError::TooManyFromClient(_) | ApiError::AuthBlocked => 429,
+            ApiError::TooManyFromClient(_)
+            | ApiError::AuthBlocked
+            | ApiError::TooManyConnections(_) => 429,
             ApiError::UpstreamUnavailable { .. } | ApiError::UpstreamFailed { .. } => 502,
             ApiError::UpstreamTimeout { .. } => 504,
             ApiError::UpstreamRejected { status, .. } => *status,
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::ClientTimeout(_) => ("invalid_request_error", "request_timeout"),
             ApiError::TooManyFromClient(_) => ("requests", "too_many_requests_from_client"),
             ApiError::AuthBlocked => ("requests", "too_many_failed_authentications"),
+            ApiError::TooManyConnections(_) => ("requests", "too_many_connections"),
             ApiError::NotFound { .. } => ("invalid_request_error", "unknown_url"),
             ApiError::GenerationNotFound(_) => ("invalid_request_error", "generation_not_found"),
             ApiError::UpstreamUnavailable { .. } => ("upstream_error", "upstream_unavailable"),

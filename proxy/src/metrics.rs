@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use tokenroute_domain::config::Config;
 
 use crate::ctx::RequestCtx;
@@ -33,9 +35,9 @@ pub struct ProxyMetrics {
     /// Fallbacks to the next candidate, by the provider that failed.
     pub fallbacks: IntCounterVec,
     /// Fallbacks refused because the retry budget was spent.
-    pub retry_budget_exhausted: prometheus::IntCounter,
+    pub retry_budget_exhausted: IntCounter,
     /// Connections refused: their address had `max-connections-per-client` open.
-    pub connections_refused: prometheus::IntCounter,
+    pub connections_refused: IntCounter,
     /// Each endpoint's circuit: 0 closed, 1 half-open, 2 open.
     circuit: prometheus::IntGaugeVec,
     /// Config reloads by result (ok, refused).
@@ -65,6 +67,13 @@ fn histogram(
     )?;
     registry.register(Box::new(h.clone()))?;
     Ok(h)
+}
+
+/// A counter without labels.
+fn total(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -166,22 +175,16 @@ impl ProxyMetrics {
                 "Fallbacks to the next candidate after a failure, by the provider that failed.",
                 &["provider"],
             )?,
-            retry_budget_exhausted: {
-                let c = prometheus::IntCounter::new(
-                    "tokenroute_retry_budget_exhausted_total",
-                    "Fallbacks not made because the retry budget was spent (an outage of every candidate).",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
-            connections_refused: {
-                let c = prometheus::IntCounter::new(
-                    "tokenroute_connections_refused_total",
-                    "Connections answered 429 and closed because their client address had proxy.max-connections-per-client open.",
-                )?;
-                registry.register(Box::new(c.clone()))?;
-                c
-            },
+            retry_budget_exhausted: total(
+                registry,
+                "tokenroute_retry_budget_exhausted_total",
+                "Fallbacks not made because the retry budget was spent (an outage of every candidate).",
+            )?,
+            connections_refused: total(
+                registry,
+                "tokenroute_connections_refused_total",
+                "Connections answered 429 and closed because their client address had proxy.max-connections-per-client open.",
+            )?,
             circuit: {
                 let g = prometheus::IntGaugeVec::new(
                     Opts::new(

@@ -296,6 +296,21 @@ context-window = 1000
         format!("{}{path}", self.base)
     }
 
+    /// The value of one series of `/metrics` — its name with its labels as exported,
+    /// e.g. `tokenroute_key_cache_lookups_total{result="unknown"}` — or 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(&self.metrics)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    }
+
     /// Creates an account with `credits_usd` of credit and a key, as
     /// `tokenroute keys create` does. Returns (plaintext key, account id, key id).
     pub async fn key_with_credits(

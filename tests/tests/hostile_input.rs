@@ -151,18 +151,7 @@ async fn a_storm_of_bad_keys_stops_reaching_the_store_and_known_keys_keep_workin
     let (key, _, _) = gw.key_with_credits("storm@example.com", "5").await;
     // The good key is in memory before the storm.
     assert_eq!(send(&gw, &key, chat_with(json!("hi")), &[]).await.0, 200);
-    let unknown = || async {
-        let text = reqwest::get(&gw.metrics)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("tokenroute_key_cache_lookups_total{result=\"unknown\"}"))
-            .and_then(|l| l.split_whitespace().last())
-            .map_or(0.0, |v| v.parse::<f64>().unwrap())
-    };
+    let unknown = || gw.metric("tokenroute_key_cache_lookups_total{result=\"unknown\"}");
     let before = unknown().await;
     let mut statuses = Vec::new();
     for i in 0..60 {
@@ -324,16 +313,7 @@ async fn gateway_with_proxy(fake: &FakeOpenAi, proxy_toml: &str) -> (Gateway, St
 
 /// `tokenroute_connections_refused_total`, read from the metrics endpoint.
 async fn refused(gw: &Gateway) -> f64 {
-    let text = reqwest::get(&gw.metrics)
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("tokenroute_connections_refused_total "))
-        .and_then(|l| l.split_whitespace().last())
-        .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    gw.metric("tokenroute_connections_refused_total").await
 }
 
 /// One chat request on a raw HTTP/1.1 connection (kept alive); returns the status and

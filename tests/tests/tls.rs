@@ -67,6 +67,32 @@ fn https(gw: &Gateway, path: &str) -> String {
     format!("{}{path}", gw.base.replace("http://", "https://"))
 }
 
+/// Whether plain HTTP to a TLS port goes unanswered (no 200).
+async fn plain_http_is_not_answered(url: String) -> bool {
+    reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+}
+
+/// Writes a pair issued by a new CA called `ca_name` over the served one, waits (up to
+/// 15 s) until `url` is served with it, and returns that CA.
+async fn renew_and_wait(dir: &Path, ca_name: &str, url: &str) -> String {
+    let (ca, cert, key) = issue(ca_name);
+    write_pair(dir, &cert, &key);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while client(&ca, false).get(url).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ca
+}
+
 fn chat(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -110,32 +136,10 @@ async fn clients_reach_the_api_over_tls_with_http1_and_http2_and_renewals_need_n
         .trim_end()
         .ends_with("data: [DONE]"));
     // Plain HTTP to the TLS port gets no answer.
-    assert!(reqwest::Client::new()
-        .get(gw.url("/healthz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true));
+    assert!(plain_http_is_not_answered(gw.url("/healthz")).await);
 
     // A renewed certificate (another CA, to tell them apart) is served within seconds.
-    let (ca2, cert2, key2) = issue("Test CA two");
-    write_pair(dir.path(), &cert2, &key2);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ok = client(&ca2, false)
-            .get(https(&gw, "/healthz"))
-            .send()
-            .await
-            .is_ok();
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the renewed certificate was not served"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ca2 = renew_and_wait(dir.path(), "Test CA two", &https(&gw, "/healthz")).await;
     assert!(
         client(&ca1, false)
             .get(https(&gw, "/healthz"))
@@ -288,28 +292,14 @@ async fn the_dashboard_serves_tls_with_hsts_and_renewals_need_no_restart() {
         .collect();
     assert!(cookies.iter().all(|c| c.contains("Secure")), "{cookies:?}");
     // Plain HTTP to the TLS port gets no answer.
-    assert!(reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true));
+    assert!(plain_http_is_not_answered(format!("http://127.0.0.1:{port}/healthz")).await);
 
     // A renewed certificate is served within seconds, without a restart.
-    let (ca2, cert2, key2) = issue("Dashboard CA two");
-    write_pair(dir.path(), &cert2, &key2);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while client(&ca2, false)
-        .get(format!("{dashboard}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the renewed certificate was not served"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    renew_and_wait(
+        dir.path(),
+        "Dashboard CA two",
+        &format!("{dashboard}/healthz"),
+    )
+    .await;
     drop(gw);
 }
