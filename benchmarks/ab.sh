@@ -21,18 +21,11 @@ NAME=ab
 . "$ROOT/benchmarks/lib.sh"
 need wrk taskset python3 git
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-ab.XXXXXX")
-PIDS=()
-cleanup() {
-    local status=$?
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+workspace
+tidy() {
     git -C "$ROOT" worktree remove --force "$WORK/src-base" >/dev/null 2>&1 || true
     git -C "$ROOT" worktree remove --force "$WORK/src-after" >/dev/null 2>&1 || true
-    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
 
 build() { # build NAME REV -> $WORK/NAME/tokenroute
     # Each revision is checked out fresh and built there. Both builds share the target

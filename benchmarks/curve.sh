@@ -21,16 +21,7 @@ NAME=curve
 . "$ROOT/benchmarks/lib.sh"
 need taskset python3 curl
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-curve.XXXXXX")
-PIDS=()
-cleanup() {
-    local status=$?
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+workspace
 
 bins tokenroute fake-upstream load-curve
 # CPU 0: every server (the fake provider and the hop), so the direct hop is the same

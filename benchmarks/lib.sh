@@ -1,6 +1,7 @@
-# Shared by the benchmark scripts (sourced, not run): logging, ports, process figures,
-# the fake provider, and the configs of the hops under test. Each script sets NAME
-# (for its log lines) and WORK (its temp folder) and keeps the pids it starts in PIDS.
+# Shared by the benchmark scripts (sourced, not run): logging, the temp folder and
+# clean-up, ports, process figures, the fake provider, and the configs of the hops
+# under test. Each script sets NAME (for its log lines and temp folder), calls
+# `workspace`, and adds the pids it starts to PIDS.
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$NAME" -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -15,6 +16,23 @@ machine() { # "2 CPUs (AMD EPYC), 23.5 GiB RAM"
     printf '%s CPUs (%s), %s RAM' "$(nproc)" \
         "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" \
         "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+}
+
+# Makes the script's temp folder WORK and, when the script exits, stops what it
+# started (PIDS), runs its own `tidy` if it defines one, shows the end of its logs if
+# it failed, and removes WORK.
+workspace() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-$NAME.XXXXXX")
+    PIDS=()
+    trap on_exit EXIT
+}
+on_exit() {
+    local status=$?
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if declare -F tidy >/dev/null; then tidy; fi
+    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
+    rm -rf "$WORK"
 }
 
 # Builds (unless BENCH_SKIP_BUILD=1) and copies release binaries into $WORK/bin, so a

@@ -23,18 +23,9 @@ NAME=scale-out
 . "$ROOT/benchmarks/lib.sh"
 need wrk redis-server redis-cli psql curl taskset
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-scale-out.XXXXXX")
-PIDS=()
+workspace
 DB="tokenroute_bench_$$"
-cleanup() {
-    local status=$?
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    psql "$BENCH_PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+tidy() { psql "$BENCH_PG" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true; }
 
 bins tokenroute fake-upstream
 # CPU 0: the node and the fake provider; CPU 1: wrk, Redis, Postgres.

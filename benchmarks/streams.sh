@@ -24,16 +24,7 @@ for n in $BENCH_STREAMS; do
     ((2 * n + 200 <= LIMIT)) || die "$n streams need $((2 * n + 200)) open files in the proxy; ulimit -n is $LIMIT"
 done
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenroute-streams.XXXXXX")
-PIDS=()
-cleanup() {
-    local status=$?
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ((status == 0)) || { for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; }
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+workspace
 sockets() { find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l; }
 
 bins tokenroute fake-upstream open-streams

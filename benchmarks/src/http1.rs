@@ -1,14 +1,39 @@
-//! A raw HTTP/1.1 request, as the load tools send it on their own connections.
+//! What the load tools send: one JSON POST to one server, as raw HTTP/1.1 bytes on
+//! their own connections.
 
-/// `POST path` with a JSON body, the `Host` header and, when given, the key as
-/// `Authorization: Bearer`; the bytes to write as they are.
-pub fn post(path: &str, host: &str, key: Option<&str>, body: &str) -> Vec<u8> {
-    let auth = key
-        .map(|k| format!("authorization: Bearer {k}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "POST {path} HTTP/1.1\r\nhost: {host}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+/// The server, the request and the key, as every load tool takes them.
+#[derive(clap::Args, Debug)]
+pub struct Target {
+    /// `HOST:PORT` of the server (plain HTTP/1.1).
+    #[arg(long)]
+    pub addr: String,
+    /// Request path.
+    #[arg(long, default_value = "/v1/chat/completions")]
+    pub path: String,
+    /// Sent as `Authorization: Bearer KEY`.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// JSON request body.
+    #[arg(long)]
+    pub body: String,
+}
+
+impl Target {
+    /// `POST path` with the body, `Host` and, when given, the key; the bytes to write
+    /// as they are (the connection stays open).
+    pub fn request(&self) -> Vec<u8> {
+        let auth = self
+            .key
+            .as_ref()
+            .map(|k| format!("authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            self.path,
+            self.addr,
+            self.body.len(),
+            self.body
+        )
+        .into_bytes()
+    }
 }

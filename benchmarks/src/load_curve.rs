@@ -23,18 +23,8 @@ use tokio::net::TcpStream;
 #[derive(Parser, Debug)]
 #[command(name = "load-curve")]
 struct Args {
-    /// `HOST:PORT` of the server (plain HTTP/1.1).
-    #[arg(long)]
-    addr: String,
-    /// Request path.
-    #[arg(long, default_value = "/v1/chat/completions")]
-    path: String,
-    /// Sent as `Authorization: Bearer KEY`.
-    #[arg(long)]
-    key: Option<String>,
-    /// JSON request body.
-    #[arg(long)]
-    body: String,
+    #[command(flatten)]
+    target: http1::Target,
     /// Offered loads, requests per second, comma-separated.
     #[arg(long, value_delimiter = ',')]
     rates: Vec<u64>,
@@ -52,8 +42,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let request: Arc<[u8]> =
-        http1::post(&args.path, &args.addr, args.key.as_deref(), &args.body).into();
+    let request: Arc<[u8]> = args.target.request().into();
     let mut out = std::io::stdout();
     for &rate in &args.rates {
         let line = measure(&args, &request, rate).await;
@@ -70,7 +59,7 @@ async fn measure(args: &Args, request: &Arc<[u8]>, rate: u64) -> String {
     let mut workers = Vec::new();
     for _ in 0..args.connections {
         let (rx, request, results) = (rx.clone(), request.clone(), results.clone());
-        let addr = args.addr.clone();
+        let addr = args.target.addr.clone();
         workers.push(tokio::spawn(async move {
             let mut conn: Option<TcpStream> = None;
             while let Ok(scheduled) = rx.recv().await {

@@ -23,18 +23,8 @@ use tokio::net::TcpStream;
 #[derive(Parser, Debug)]
 #[command(name = "open-streams")]
 struct Args {
-    /// `HOST:PORT` of the server (plain HTTP/1.1).
-    #[arg(long)]
-    addr: String,
-    /// Request path.
-    #[arg(long, default_value = "/v1/chat/completions")]
-    path: String,
-    /// Sent as `Authorization: Bearer KEY`.
-    #[arg(long)]
-    key: Option<String>,
-    /// JSON request body (with `"stream": true`).
-    #[arg(long)]
-    body: String,
+    #[command(flatten)]
+    target: http1::Target,
     /// Streams to hold open at once.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
@@ -49,12 +39,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let request = Arc::new(http1::post(
-        &args.path,
-        &args.addr,
-        args.key.as_deref(),
-        &args.body,
-    ));
+    let request = Arc::new(args.target.request());
     let opened = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -63,7 +48,7 @@ async fn main() {
     for _ in 0..args.streams {
         tokio::time::sleep_until(next).await;
         next += gap;
-        let (addr, request) = (args.addr.clone(), request.clone());
+        let (addr, request) = (args.target.addr.clone(), request.clone());
         let (opened, failed) = (opened.clone(), failed.clone());
         tokio::spawn(async move {
             if hold(&addr, &request, &opened).await.is_err() {
