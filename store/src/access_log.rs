@@ -196,6 +196,21 @@ pub fn purge_access_logs(dir: &Path, now_ms: i64) -> std::io::Result<usize> {
     Ok(deleted)
 }
 
+
+/// A client-sent `x-request-id` worth logging: 1 to 128 characters of `[A-Za-z0-9._:-]`
+/// (anything else could forge log lines or carry data).
+pub fn client_request_id(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        })
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,18 +275,4 @@ mod tests {
         assert!(day("2026-10-30").exists());
         assert!(dir.path().join("notes.txt").exists());
     }
-}
-
-/// A client-sent `x-request-id` worth logging: 1 to 128 characters of `[A-Za-z0-9._:-]`
-/// (anything else could forge log lines or carry data).
-pub fn client_request_id(value: Option<&str>) -> Option<String> {
-    value
-        .map(str::trim)
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        })
-        .map(str::to_string)
 }

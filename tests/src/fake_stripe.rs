@@ -14,9 +14,12 @@ use serde_json::{json, Value};
 pub const SECRET_KEY: &str = "sk_test_tokenroute";
 pub const WEBHOOK_SECRET: &str = "whsec_test_tokenroute";
 
+/// A Checkout Session's form fields, as sent.
+type SessionForm = Vec<(String, String)>;
+
 #[derive(Clone, Default)]
 struct Recorded {
-    sessions: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    sessions: Arc<Mutex<Vec<SessionForm>>>,
     /// Where "Pay" delivers the event: TokenRoute's `/stripe/webhook`.
     webhook: Arc<Mutex<Option<String>>>,
     base: Arc<Mutex<String>>,

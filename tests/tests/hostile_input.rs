@@ -68,7 +68,9 @@ async fn every_bad_input_gets_its_clear_error_and_the_gateway_keeps_serving() {
         .collect();
     let many_headers: Vec<(String, String)> =
         (0..150).map(|i| (format!("x-h{i}"), "1".into())).collect();
-    let catalogue: Vec<(&str, Vec<u8>, Vec<(String, String)>, u16, &str)> = vec![
+    // (what, body, extra headers, status, error code)
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(String, String)>, u16, &'a str);
+    let catalogue: Vec<Case> = vec![
         ("empty body", vec![], vec![], 400, "invalid_json"),
         ("not JSON", b"hello".to_vec(), vec![], 400, "invalid_json"),
         ("JSON not an object", b"[1, 2, 3]".to_vec(), vec![], 400, "invalid_request"),
@@ -155,7 +157,7 @@ async fn a_storm_of_bad_keys_stops_reaching_the_store_and_known_keys_keep_workin
     let before = unknown().await;
     let mut statuses = Vec::new();
     for i in 0..60 {
-        let bad = format!("tr-{}", format!("{i:0>43}"));
+        let bad = format!("tr-{i:0>43}");
         statuses.push(send(&gw, &bad, chat_with(json!("x")), &[]).await);
     }
     assert!(statuses[..20].iter().all(|s| s.0 == 401), "{statuses:?}");
