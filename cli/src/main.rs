@@ -349,7 +349,7 @@ fn keys(config: &Config, cmd: KeysCommand) -> Result<(), String> {
                     .set_key_limits(&id, &limits)
                     .await
                     .map_err(|e| e.to_string())?;
-                eprintln!("limits set; running proxies apply them within proxy.key-cache-ttl-ms");
+                eprintln!("limits set; running proxies apply them within proxy.change-poll-ms (at once with [redis])");
                 Ok(())
             }
             KeysCommand::Revoke { id } => {

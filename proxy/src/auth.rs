@@ -1,14 +1,15 @@
 //! Authentication: `Authorization: Bearer tr-...` (or `x-api-key`, as Anthropic SDKs
 //! send it) → SHA-256 → in-memory cache → the store on a miss.
 //!
-//! A cached key is trusted for `key-cache-ttl-ms` (1 s by default) and then read
-//! again, which bounds how long a revoked key keeps working on any node. In a fleet
-//! sharing Redis, changes are also broadcast ([`crate::shared::changes`]) and drop the
-//! entry at once, so a long TTL is safe — but only while this node hears them: when
-//! it does not, entries live at most [`UNHEARD_TTL`]. When the store cannot answer, a
-//! key already known keeps working from memory.
+//! A cached key is trusted for `key-cache-ttl-ms` (60 s by default) and then read
+//! again. Changes made anywhere drop the entry at once — broadcast over Redis in a
+//! fleet ([`crate::shared::changes`]), else read from the store's change log
+//! ([`crate::change_log`]) — so a long TTL is safe, but only while this node hears
+//! them: when it does not, entries live at most [`UNHEARD_TTL`]. When the store
+//! cannot answer, a key already known keeps working from memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,9 @@ pub struct KeyCache {
     listening: Option<crate::shared::changes::Listening>,
     /// Keys being read from the store now, each behind one gate.
     reading: Mutex<HashMap<KeyHash, Arc<tokio::sync::Mutex<()>>>>,
+    /// Advanced by every [`KeyCache::forget`]: a store read that a change overtook
+    /// may carry the state from before it, and is not cached.
+    forgets: AtomicU64,
 }
 
 impl KeyCache {
@@ -58,6 +62,7 @@ impl KeyCache {
             lookups: None,
             listening: None,
             reading: Mutex::new(HashMap::new()),
+            forgets: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +85,7 @@ impl KeyCache {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (record, _)| !stale(record));
+        self.forgets.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Counts lookups by result (`hit`, `miss`, `stale`, `unknown`) in `lookups`.
@@ -179,6 +185,7 @@ impl KeyCache {
         hash: KeyHash,
         cached: Option<(Arc<KeyRecord>, Instant)>,
     ) -> Result<Arc<KeyRecord>, ApiError> {
+        let forgets = self.forgets.load(Ordering::Acquire);
         let fetched = tokio::time::timeout(STORE_WAIT, self.store.key_by_hash(&hash)).await;
         let record = match (fetched, cached) {
             (Ok(Ok(Some(record))), _) => {
@@ -204,6 +211,11 @@ impl KeyCache {
             }
         };
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        // A change heard while the store was being read may have committed after the
+        // read saw the row: use the answer once, but do not keep it.
+        if self.forgets.load(Ordering::Acquire) != forgets {
+            return Ok(record);
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod body;
+pub mod change_log;
 pub mod chat;
 mod client_api;
 pub mod connections;

@@ -135,11 +135,10 @@ impl ProxyState {
         let metrics = crate::metrics::ProxyMetrics::new(registry, stats.clone())
             .map_err(|e| StartError::Metrics(e.to_string()))?;
         let listening = Listening::default();
-        let mut keys = KeyCache::new(store, config.proxy.key_cache_ttl)
-            .with_metrics(metrics.key_cache.clone());
-        if book.is_some() {
-            keys = keys.with_listening(listening.clone());
-        }
+        // Changes are heard over Redis in a fleet, else from the store's change log.
+        let keys = KeyCache::new(store, config.proxy.key_cache_ttl)
+            .with_metrics(metrics.key_cache.clone())
+            .with_listening(listening.clone());
         let state = ProxyState {
             router: Arc::new(crate::route::Router::new(config.clone())),
             clients: crate::guard::ClientGuard::new(crate::guard::Limits {
@@ -173,11 +172,11 @@ impl ProxyState {
                 runtime.spawn(crate::tls::watch(cert.clone(), shutdown_rx.clone())),
             ));
         }
+        let forget = Arc::new(Forget {
+            keys: state.keys.clone(),
+            credit: state.credit.clone(),
+        });
         if let Some(book) = &state.shared {
-            let forget = Arc::new(Forget {
-                keys: state.keys.clone(),
-                credit: state.credit.clone(),
-            });
             tasks.push((
                 "change listener",
                 runtime.spawn(crate::shared::changes::listen(
@@ -190,6 +189,17 @@ impl ProxyState {
             tasks.push((
                 "shared hold renewal",
                 runtime.spawn(book.clone().renew_leases(shutdown_rx.clone())),
+            ));
+        } else {
+            tasks.push((
+                "change log follower",
+                runtime.spawn(crate::change_log::follow(
+                    state.keys.store().clone(),
+                    forget,
+                    listening,
+                    state.config.proxy.change_poll,
+                    shutdown_rx.clone(),
+                )),
             ));
         }
         tasks.push((

@@ -123,17 +123,18 @@ impl Store {
     /// Suspends (`suspended`) or reactivates (`active`) an account. A deleted account
     /// stays deleted.
     pub async fn set_account_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2 AND status <> 'deleted'")
                 .bind(status)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no live account {id}")));
         }
-        self.announce(Change::Account { id: id.to_string() }).await;
-        Ok(())
+        self.commit_change(tx, Change::Account { id: id.to_string() })
+            .await
     }
 
     /// Deletes an account ([P14] [P19] [P20]): marked deleted now, every key revoked,
@@ -162,9 +163,8 @@ impl Store {
         .await?;
         // Revoked keys take their debug logs with them ([P6]).
         end_sessions_and_debug_logs(&mut tx, id).await?;
-        tx.commit().await?;
-        self.announce(Change::Account { id: id.to_string() }).await;
-        Ok(())
+        self.commit_change(tx, Change::Account { id: id.to_string() })
+            .await
     }
 
     /// Deleted accounts whose user the identity provider has not deleted yet: (account

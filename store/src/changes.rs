@@ -1,15 +1,22 @@
 //! Changes other processes must hear of: a proxy node caches keys, accounts and
 //! balances, so every write that changes one of them is announced once committed.
 //!
-//! The store does not know how the news travels; [`Store::with_changes`] installs a
-//! [`ChangeListener`] (Redis pub/sub in a fleet, see the proxy's `shared` module).
-//! Without one, nodes find changes by re-reading (the key cache's TTL, the balance
-//! refresh).
+//! Key and account changes are also written to the change log (the `change_log`
+//! table) in the same transaction as the change, so a node that hears no broadcast
+//! can follow the log instead ([`Store::changes_after`]) and still never miss one —
+//! not even when the writer dies right after committing.
+//!
+//! How else the news travels is not the store's business: [`Store::with_changes`]
+//! installs a [`ChangeListener`] (Redis pub/sub in a fleet, see the proxy's `shared`
+//! module). Balances are not logged: nodes re-read them (the balance refresh).
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::Store;
+use sqlx::Row;
+use tokenroute_domain::clock::now_ms;
+
+use crate::{Backend, Store, StoreError};
 
 /// What changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +79,107 @@ impl Store {
         self
     }
 
+    /// Logs `change` in `tx`, commits, then announces it.
+    pub(crate) async fn commit_change(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Any>,
+        change: Change,
+    ) -> Result<(), StoreError> {
+        log_change(&mut tx, self.backend, &change).await?;
+        tx.commit().await?;
+        self.announce(change).await;
+        Ok(())
+    }
+
+    /// [`Store::commit_change`] of a key's change.
+    pub(crate) async fn commit_key_change(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Any>,
+        key_id: &str,
+    ) -> Result<(), StoreError> {
+        self.commit_change(
+            tx,
+            Change::Key {
+                id: key_id.to_string(),
+            },
+        )
+        .await
+    }
+
     pub(crate) async fn announce(&self, change: Change) {
         if let Some(listener) = &self.changes.0 {
             listener.changed(change).await;
         }
+    }
+}
+
+
+/// Writes `change` to the change log inside `tx`, the transaction making the change.
+/// On Postgres the table is locked first (until commit), so sequence numbers are
+/// handed out in commit order and a follower reading "after the last seq I saw"
+/// never skips a row that committed late. Key and account changes are rare (admin
+/// actions), so serializing them costs nothing that matters.
+pub(crate) async fn log_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    change: &Change,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE change_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("INSERT INTO change_log (change, created_at) VALUES ($1, $2)")
+        .bind(change.encode())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The sequence number of the newest change logged (0 when none): where a
+    /// follower starting now begins.
+    pub async fn change_log_head(&self) -> Result<i64, StoreError> {
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM change_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq)
+    }
+
+    /// Up to `limit` changes logged after `seq`, oldest first, with their sequence
+    /// numbers. Rows this version cannot read are skipped (a newer writer's kind).
+    pub async fn changes_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Change)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, change FROM change_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get("seq")?;
+            let text: String = row.try_get("change")?;
+            if let Some(change) = Change::decode(&text) {
+                changes.push((seq, change));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Deletes changes logged before `before_ms` (followers only need the last few
+    /// seconds; one that fell behind further starts over and forgets its cache).
+    /// Returns how many went.
+    pub async fn prune_change_log(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM change_log WHERE created_at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -3,7 +3,6 @@
 
 use sqlx::Row;
 
-use crate::changes::Change;
 use crate::{Store, StoreError};
 
 /// How long a debug log is kept ([P6]).
@@ -88,22 +87,19 @@ impl Store {
 
     /// Turns request debugging on or off for a key.
     pub async fn set_key_debug(&self, key_id: &str, enabled: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET debug_enabled = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(i64::from(enabled))
         .bind(key_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
                 "no usable key with id {key_id}"
             )));
         }
-        self.announce(Change::Key {
-            id: key_id.to_string(),
-        })
-        .await;
-        Ok(())
+        self.commit_key_change(tx, key_id).await
     }
 }

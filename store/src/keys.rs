@@ -5,7 +5,6 @@ use tokenroute_domain::api_key::ApiKey;
 use tokenroute_domain::clock::now_ms;
 use tokenroute_domain::{KeyHash, KeyLimits, NanoUsd};
 
-use crate::changes::Change;
 use crate::{new_id, Store, StoreError};
 
 /// What to create: the key's owner and its name.
@@ -177,6 +176,7 @@ impl Store {
     /// Replaces a key's limits.
     pub async fn set_key_limits(&self, key_id: &str, limits: &KeyLimits) -> Result<(), StoreError> {
         let [rpm, tpm, day, month, total] = limit_values(limits);
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET rpm_limit = $1, tpm_limit = $2, spend_limit_day_nanos = $3,
                  spend_limit_month_nanos = $4, spend_limit_nanos = $5, allowed_models = $6
@@ -189,16 +189,12 @@ impl Store {
         .bind(total)
         .bind(models_json(limits))
         .bind(key_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no key with id {key_id}")));
         }
-        self.announce(Change::Key {
-            id: key_id.to_string(),
-        })
-        .await;
-        Ok(())
+        self.commit_key_change(tx, key_id).await
     }
 
     /// The key by id, revoked or not.
@@ -229,27 +225,24 @@ impl Store {
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
         if done.rows_affected() == 0 {
             let exists: Option<String> =
                 sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")
                     .bind(key_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound(format!("no key with id {key_id}")));
             }
         }
-        self.announce(Change::Key {
-            id: key_id.to_string(),
-        })
-        .await;
+        self.commit_key_change(tx, key_id).await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Suspends a key (the proxy refuses it) or lifts the suspension. Revoked keys stay
     /// revoked whatever this says.
     pub async fn set_key_suspended(&self, key_id: &str, suspended: bool) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET suspended_at = CASE WHEN $1 = 1 THEN COALESCE(suspended_at, $2) ELSE NULL END
              WHERE id = $3",
@@ -257,16 +250,12 @@ impl Store {
         .bind(i64::from(suspended))
         .bind(now_ms())
         .bind(key_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no key with id {key_id}")));
         }
-        self.announce(Change::Key {
-            id: key_id.to_string(),
-        })
-        .await;
-        Ok(())
+        self.commit_key_change(tx, key_id).await
     }
 
     /// Gives a key a new name (revoked keys keep theirs).

@@ -45,7 +45,7 @@ impl Default for Options {
         Options {
             max_body_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 10_000,
-            key_cache_ttl_ms: 1_000,
+            key_cache_ttl_ms: 60_000,
             max_concurrent_per_account: 256,
             proxy_toml: String::new(),
             control_plane_toml: String::new(),

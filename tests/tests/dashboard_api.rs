@@ -175,7 +175,8 @@ async fn keys_lifecycle(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(chat(&d, &secret, MODEL).await.status(), StatusCode::OK);
 
-    // Revoke: within 1 s (proxy.key-cache-ttl-ms) the proxy refuses it.
+    // Revoke: within 1 s (proxy.change-poll-ms, though keys are cached for a minute)
+    // the proxy refuses it.
     let (status, revoked) = d
         .api_send(
             &browser,

@@ -621,7 +621,80 @@ async fn postgres_partitioning_migration_keeps_existing_usage() {
     );
 }
 
+/// Every key and account change is in the change log, in commit order, written with
+/// the change itself: a change that fails logs nothing. Proxies without Redis follow
+/// the log (rows after the last one seen) to drop what they cached.
+async fn key_and_account_changes_are_logged_in_commit_order(backend: Backend) {
+    use tokenroute_store::Change;
+    let (_db, store) = open(backend).await;
+    let account = store
+        .upsert_account_by_email("log@example.com")
+        .await
+        .unwrap();
+    let other = store
+        .upsert_account_by_email("gone@example.com")
+        .await
+        .unwrap();
+    let key = new_key(&store, &account.id).await;
+    let head = store.change_log_head().await.unwrap();
+    assert!(store.changes_after(head, 100).await.unwrap().is_empty());
+
+    let limits = tokenroute_domain::KeyLimits {
+        rpm: Some(10),
+        ..Default::default()
+    };
+    store.set_key_limits(&key.id, &limits).await.unwrap();
+    store.set_key_suspended(&key.id, true).await.unwrap();
+    store.set_key_debug(&key.id, true).await.unwrap();
+    store
+        .set_account_status(&account.id, "suspended")
+        .await
+        .unwrap();
+    assert!(store.revoke_key(&key.id).await.unwrap());
+    store.delete_account(&other.id).await.unwrap();
+    // Failed changes: nothing committed, nothing logged.
+    assert!(store.set_key_suspended("no-such-key", true).await.is_err());
+    assert!(store.revoke_key("no-such-key").await.is_err());
+    assert!(store.set_account_status(&other.id, "active").await.is_err());
+
+    let logged = store.changes_after(head, 100).await.unwrap();
+    let key_change = || Change::Key { id: key.id.clone() };
+    let expected = vec![
+        key_change(),
+        key_change(),
+        key_change(),
+        Change::Account {
+            id: account.id.clone(),
+        },
+        key_change(),
+        Change::Account {
+            id: other.id.clone(),
+        },
+    ];
+    assert_eq!(
+        logged.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let seqs: Vec<i64> = logged.iter().map(|(seq, _)| *seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(
+        store.change_log_head().await.unwrap(),
+        *seqs.last().unwrap()
+    );
+    // A follower reads on from where it stopped, in pages.
+    let page = store.changes_after(head, 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(store.changes_after(page[1].0, 100).await.unwrap().len(), 4);
+
+    // Pruning keeps what is newer than the cut.
+    assert_eq!(store.prune_change_log(0).await.unwrap(), 0);
+    let now = tokenroute_domain::clock::now_ms();
+    assert!(store.prune_change_log(now + 1).await.unwrap() >= 6);
+    assert!(store.changes_after(head, 100).await.unwrap().is_empty());
+}
+
 tokenroute_tests::on_both_stores!(
+    key_and_account_changes_are_logged_in_commit_order,
     a_large_batch_is_exact_and_replays_to_nothing,
     job_leases_admit_one_holder_at_a_time,
     replayed_usage_charges_nothing_twice,

@@ -66,8 +66,9 @@ pub async fn update(
     Ok(Json(KeyView::from(&key)))
 }
 
-/// Revokes a key for good: the proxy refuses it within `proxy.key-cache-ttl-ms` (1 s by
-/// default), and its hash is kept forever so it can never come back ([P17]).
+/// Revokes a key for good: running proxies refuse it within `proxy.change-poll-ms`
+/// (250 ms by default; at once with Redis), and its hash is kept forever so it can
+/// never come back ([P17]).
 #[utoipa::path(post, path = "/api/keys/{id}/revoke", tag = "keys",
     params(("id" = String, Path, description = "The key's id")),
     responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)))]

@@ -64,9 +64,13 @@ pub struct ProxyConfig {
     pub upstream_connect_timeout: Duration,
     /// Longest wait for the next bytes from a provider (first byte included).
     pub upstream_read_timeout: Duration,
-    /// How long an authenticated key is trusted from memory before the store is asked again.
-    /// This bounds how long a revoked key keeps working on a node.
+    /// How long an authenticated key is trusted from memory before the store is asked
+    /// again, while the node hears changes (Redis broadcast or the store's change log);
+    /// while it does not, at most 1 s.
     pub key_cache_ttl: Duration,
+    /// How often a node without Redis reads the store's change log (key and account
+    /// changes made elsewhere): about how long a revoked key keeps working.
+    pub change_poll: Duration,
     /// How often an active account's balance is re-read from the ledger.
     pub balance_refresh: Duration,
     pub grace_period: Duration,

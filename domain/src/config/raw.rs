@@ -50,6 +50,7 @@ pub struct RawProxy {
     pub upstream_connect_timeout_ms: Option<u64>,
     pub upstream_read_timeout_ms: Option<u64>,
     pub key_cache_ttl_ms: Option<u64>,
+    pub change_poll_ms: Option<u64>,
     pub balance_refresh_ms: Option<u64>,
     pub grace_period_secs: Option<u64>,
     pub max_concurrent_requests_per_account: Option<usize>,

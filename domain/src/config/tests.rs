@@ -32,7 +32,8 @@ fn the_built_in_default_is_valid_and_embedded() {
 #[test]
 fn an_empty_file_gets_the_documented_defaults() {
     let config = parse("").unwrap();
-    assert_eq!(config.proxy.key_cache_ttl, Duration::from_secs(1));
+    assert_eq!(config.proxy.key_cache_ttl, Duration::from_secs(60));
+    assert_eq!(config.proxy.change_poll, Duration::from_millis(250));
     assert_eq!(config.store.url, "sqlite://data/tokenroute.db");
     assert!(config.models.is_empty());
 }

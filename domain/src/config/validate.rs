@@ -88,7 +88,8 @@ pub(super) fn validate(
             raw.proxy.upstream_read_timeout_ms,
             300_000,
         )?,
-        key_cache_ttl: millis("proxy.key-cache-ttl-ms", raw.proxy.key_cache_ttl_ms, 1_000)?,
+        key_cache_ttl: millis("proxy.key-cache-ttl-ms", raw.proxy.key_cache_ttl_ms, 60_000)?,
+        change_poll: millis("proxy.change-poll-ms", raw.proxy.change_poll_ms, 250)?,
         balance_refresh: millis(
             "proxy.balance-refresh-ms",
             raw.proxy.balance_refresh_ms,

@@ -62,6 +62,12 @@ impl Listening {
     pub fn is_listening(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+
+    /// Set by whatever brings the news (this module's subscription, or the store's
+    /// change log: [`crate::change_log`]).
+    pub(crate) fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Release);
+    }
 }
 
 /// Listens for changes until `shutdown`, reconnecting every second while Redis is away.
