@@ -44,13 +44,16 @@ BENCH_WRITER_PG=${BENCH_WRITER_PG:-postgres://postgres@127.0.0.1:5432/postgres} 
 BENCH_WRITER_EVENTS=${BENCH_WRITER_EVENTS:-100000} # events the usage writer writes (0: skip)
 BENCH_WRITER_BATCHES=${BENCH_WRITER_BATCHES:-"4096 1024"} # batch sizes the usage writer is measured at
 BENCH_TRANSLATE=${BENCH_TRANSLATE:-1}             # criterion: translation + metering per streamed event (0: skip)
+BENCH_DIALECTS=${BENCH_DIALECTS:-1}               # loaded runs OpenAI client -> Anthropic / Gemini upstream, and tokenroute-auto (0: skip)
+BENCH_STORM_KEYS=${BENCH_STORM_KEYS:-2000}        # key-cache miss storm: new keys, one request each (0: skip)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 COMMAND="benchmarks/run.sh"
 for v in BENCH_DURATION BENCH_CONNECTIONS BENCH_WARMUP BENCH_LIGHT_DURATION BENCH_STREAM_RUNS \
     BENCH_STREAM_EVENTS BENCH_EVENT_GAP_MS BENCH_DELAY_MS BENCH_NGINX BENCH_PROXY_CPUS \
     BENCH_UPSTREAM_CPUS BENCH_LOADGEN_CPUS BENCH_UPSTREAM_THREADS BENCH_PROXY_THREADS BENCH_REV \
-    BENCH_QUIET_WAIT BENCH_NOISE_LIMIT BENCH_SKIP_BUILD BENCH_TRANSLATE BENCH_WRITER_EVENTS BENCH_WRITER_BATCHES; do
+    BENCH_QUIET_WAIT BENCH_NOISE_LIMIT BENCH_SKIP_BUILD BENCH_TRANSLATE BENCH_WRITER_EVENTS BENCH_WRITER_BATCHES \
+    BENCH_DIALECTS BENCH_STORM_KEYS; do
     # Record the knobs that were set explicitly, so the command in RESULTS.md reruns it.
     if printenv "$v" >/dev/null; then COMMAND="$v=${!v} $COMMAND"; fi
 done
@@ -211,7 +214,7 @@ RELEASE=$CARGO_TARGET_DIR/release
 if [[ $BENCH_SKIP_BUILD != 1 ]]; then
     log "building release binaries (CARGO_TARGET_DIR=$CARGO_TARGET_DIR${BENCH_REV:+, TokenRoute at $BENCH_REV})"
     # Only the binaries the run uses (other tools in the benchmarks crate are not built).
-    HARNESS=(-p tokenroute-benchmarks --bin fake-upstream --bin stream-probe --bin usage-writer-bench)
+    HARNESS=(-p tokenroute-benchmarks --bin fake-upstream --bin stream-probe --bin usage-writer-bench --bin key-storm)
     if [[ $SRC == "$ROOT" ]]; then
         (cd "$ROOT" && cargo build --release --quiet -p tokenroute --bin tokenroute "${HARNESS[@]}")
     else
@@ -223,7 +226,7 @@ fi
 # Private copies: a build running elsewhere must not swap binaries under the run.
 BIN=$WORK/bin
 mkdir -p "$BIN"
-for b in tokenroute fake-upstream stream-probe usage-writer-bench; do
+for b in tokenroute fake-upstream stream-probe usage-writer-bench key-storm; do
     [[ -x $RELEASE/$b ]] || die "$RELEASE/$b is missing (build with cargo build --release -p tokenroute -p tokenroute-benchmarks)"
     cp "$RELEASE/$b" "$BIN/$b"
 done
@@ -297,6 +300,23 @@ id = "bench-stream"
 kind = "openai"
 base-url = "http://127.0.0.1:$UPS_PORT/v1"
 
+# The same fakes in Anthropic's and Gemini's dialects: an OpenAI client's request is
+# translated on the way up and the answer (or stream) on the way back.
+[[providers]]
+id = "bench-anthropic"
+kind = "anthropic"
+base-url = "http://127.0.0.1:$UP_PORT/v1"
+
+[[providers]]
+id = "bench-stream-anthropic"
+kind = "anthropic"
+base-url = "http://127.0.0.1:$UPS_PORT/v1"
+
+[[providers]]
+id = "bench-gemini"
+kind = "gemini"
+base-url = "http://127.0.0.1:$UP_PORT/v1beta"
+
 [[models]]
 id = "bench/gpt-4o-mini"
 upstream = "gpt-4o-mini"
@@ -312,6 +332,40 @@ input-usd-per-mtok = "0.15"
 output-usd-per-mtok = "0.60"
 context-window = 128000
 max-output-tokens = 16384
+
+[[models]]
+id = "bench-anthropic/claude-3-5-haiku"
+upstream = "claude-3-5-haiku-20241022"
+input-usd-per-mtok = "0.80"
+output-usd-per-mtok = "4.00"
+context-window = 200000
+max-output-tokens = 8192
+
+[[models]]
+id = "bench-stream-anthropic/claude-3-5-haiku"
+upstream = "claude-3-5-haiku-20241022"
+input-usd-per-mtok = "0.80"
+output-usd-per-mtok = "4.00"
+context-window = 200000
+max-output-tokens = 8192
+
+[[models]]
+id = "bench-gemini/gemini-2.0-flash"
+upstream = "gemini-2.0-flash"
+input-usd-per-mtok = "0.10"
+output-usd-per-mtok = "0.40"
+context-window = 1048576
+max-output-tokens = 8192
+
+# tokenroute-auto over the three dialects: each request's fingerprint (here the same
+# conversation every time, so the same target) orders the candidates.
+[[routes]]
+id = "tokenroute-auto"
+candidates = [
+  { model = "bench/gpt-4o-mini", weight = 2 },
+  { model = "bench-anthropic/claude-3-5-haiku", weight = 1 },
+  { model = "bench-gemini/gemini-2.0-flash", weight = 1 },
+]
 EOF
 
 log "creating a key ($STORE_KIND store)"
@@ -356,16 +410,31 @@ fi
 BODY='{"model":"bench/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 STREAM_BODY='{"model":"bench-stream/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}'
 TR_EXTRA=0 # requests sent to TokenRoute outside wrk's counts
-smoke() {
-    local name=$1 url=$2 auth=$3 code
+# The chat request of each TokenRoute scenario other than the OpenAI one.
+declare -A SC_BODY=(
+    [anthropic]='{"model":"bench-anthropic/claude-3-5-haiku","messages":[{"role":"user","content":"hi"}]}'
+    [gemini]='{"model":"bench-gemini/gemini-2.0-flash","messages":[{"role":"user","content":"hi"}]}'
+    [auto]='{"model":"tokenroute-auto","messages":[{"role":"user","content":"hi"}]}'
+)
+ANTHROPIC_STREAM_BODY='{"model":"bench-stream-anthropic/claude-3-5-haiku","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}'
+smoke() { # smoke NAME URL KEY [BODY]
+    local name=$1 url=$2 auth=$3 body=${4:-$BODY} code
     code=$(curl -sS -o "$WORK/smoke-$name.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-        ${auth:+-H "Authorization: Bearer $auth"} --data "$BODY" "$url")
+        ${auth:+-H "Authorization: Bearer $auth"} --data "$body" "$url")
     [[ $code == 200 ]] || die "$name answered HTTP $code: $(cat "$WORK/smoke-$name.json")"
     grep -q '"usage"' "$WORK/smoke-$name.json" || die "$name's answer has no usage: $(cat "$WORK/smoke-$name.json")"
 }
 smoke direct "http://127.0.0.1:$UP_PORT/v1/chat/completions" ""
 smoke tokenroute "http://127.0.0.1:$TR_PORT/v1/chat/completions" "$KEY"
 TR_EXTRA=$((TR_EXTRA + 1))
+DIALECT_SCENARIOS=()
+if ((BENCH_DIALECTS)); then
+    DIALECT_SCENARIOS=(anthropic gemini auto)
+    for sc in "${DIALECT_SCENARIOS[@]}"; do
+        smoke "$sc" "http://127.0.0.1:$TR_PORT/v1/chat/completions" "$KEY" "${SC_BODY[$sc]}"
+        TR_EXTRA=$((TR_EXTRA + 1))
+    done
+fi
 [[ -n $NGINX_PID ]] && smoke nginx "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" ""
 
 # ---- non-streaming load --------------------------------------------------------
@@ -483,7 +552,7 @@ settle() {
 # (measured again once if other processes disturbed it and the quiet budget allows).
 load() {
     local sc=$1 url=$2 key=$3 conns=$4 dur=$5 out line attempt
-    export BENCH_BODY=$BODY BENCH_AUTH=$key
+    export BENCH_BODY=${SC_BODY[${sc%%.*}]:-$BODY} BENCH_AUTH=$key
     if ((BENCH_WARMUP > 0)); then
         out=$(pinned "$BENCH_LOADGEN_CPUS" wrk -t1 -c"$conns" -d"${BENCH_WARMUP}s" --timeout 10s \
             -s "$BENCH_DIR/wrk/post.lua" "$url")
@@ -578,7 +647,32 @@ for level in "${LEVELS[@]}"; do
         load "nginx.$level" "$NGINX_URL" "" "$c" "$d" "${NGINX_PIDS[@]}"
     fi
     load "tokenroute.$level" "$TR_URL" "$KEY" "$c" "$d" "$TR_PID"
+    if [[ $level == loaded ]]; then
+        for sc in "${DIALECT_SCENARIOS[@]}"; do
+            load "$sc.$level" "$TR_URL" "$KEY" "$c" "$d" "$TR_PID"
+        done
+    fi
 done
+
+# ---- key-cache miss storm ------------------------------------------------------
+# BENCH_STORM_KEYS keys TokenRoute has never seen, made in its store while it runs: one
+# request each (every key read from the store), then the same keys again (cached).
+if ((BENCH_STORM_KEYS > 0)); then
+    wait_quiet
+    log "key-cache miss storm: $BENCH_STORM_KEYS new keys, $BENCH_CONNECTIONS connections"
+    STORM_BEFORE=$(cpu_ticks "$TR_PID")
+    STORM_OUT=$(pinned "$BENCH_LOADGEN_CPUS" "$BIN/key-storm" --addr "127.0.0.1:$TR_PORT" --body "$BODY" \
+        --store-url "$STORE_URL" --keys "$BENCH_STORM_KEYS" --connections "$BENCH_CONNECTIONS" \
+        2>"$WORK/key-storm.log") || die "key-storm failed: $(cat "$WORK/key-storm.log")"
+    STORM_AFTER=$(cpu_ticks "$TR_PID")
+    for pass in cold warm; do
+        R[storm.$pass]=$(grep "^pass=$pass " <<<"$STORM_OUT")
+        TR_EXTRA=$((TR_EXTRA + $(kv "${R[storm.$pass]}" ok)))
+    done
+    # Both passes' CPU together (the key creation happens before either, outside the proxy).
+    R[storm.cpu]=$(calc %.3f "($STORM_AFTER - $STORM_BEFORE) / $CLK_TCK / ($(kv "${R[storm.cold]}" ok) + $(kv "${R[storm.warm]}" ok)) * 1000")
+    log "key storm: ${R[storm.cold]} | ${R[storm.warm]}"
+fi
 
 # ---- streaming -----------------------------------------------------------------
 probe() {
@@ -601,6 +695,10 @@ if ((BENCH_STREAM_RUNS > 0)); then
     probe stream.direct "http://127.0.0.1:$UPS_PORT/v1/chat/completions" ""
     probe stream.tokenroute "$TR_URL" "$KEY"
     TR_EXTRA=$((TR_EXTRA + BENCH_STREAM_RUNS + 2))
+    if ((BENCH_DIALECTS)); then
+        STREAM_BODY=$ANTHROPIC_STREAM_BODY probe stream.anthropic "$TR_URL" "$KEY"
+        TR_EXTRA=$((TR_EXTRA + BENCH_STREAM_RUNS + 2))
+    fi
 fi
 TR_RSS_FINAL=$(calc %.1f "$(peak_rss_kb "$TR_PID") / 1024")
 TR_LOG_WARNINGS=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/tokenroute.log" | grep -c -E ' (WARN|ERROR) ' || true)
@@ -627,7 +725,7 @@ kill -0 "$TR_PID" 2>/dev/null && die "TokenRoute did not stop within 30 s of SIG
 wait "$TR_PID" || true
 
 TR_SENT=$((TR_WRK_REQUESTS + TR_EXTRA))
-USAGE_SQL="SELECT count(*), coalesce(sum(streamed), 0), coalesce(sum(estimated), 0), coalesce(sum(CASE WHEN status = 200 THEN 1 ELSE 0 END), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanos), 0) FROM usage_events WHERE created_at >= $START_MS AND model IN ('bench/gpt-4o-mini', 'bench-stream/gpt-4o-mini')"
+USAGE_SQL="SELECT count(*), coalesce(sum(streamed), 0), coalesce(sum(estimated), 0), coalesce(sum(CASE WHEN status = 200 THEN 1 ELSE 0 END), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cost_nanos), 0) FROM usage_events WHERE created_at >= $START_MS AND (model LIKE 'bench%' OR model = 'tokenroute-auto')"
 LEDGER_SQL="SELECT count(*) FROM ledger_entries WHERE kind = 'usage' AND created_at >= $START_MS"
 USAGE_ROW=
 LEDGER_ROWS=
@@ -738,6 +836,9 @@ table() { # table LEVEL
     row direct "$1" "direct to the fake upstream"
     row nginx "$1" "nginx proxy_pass (floor of any proxy hop)"
     row tokenroute "$1" "**TokenRoute** (full path)"
+    row anthropic "$1" "TokenRoute, OpenAI client → Anthropic upstream (translated both ways)"
+    row gemini "$1" "TokenRoute, OpenAI client → Gemini upstream (translated both ways)"
+    row auto "$1" "TokenRoute, model tokenroute-auto (route decision, then OpenAI)"
     echo
     if [[ -n ${R[tokenroute.$1.threads]:-} ]]; then
         echo "TokenRoute's threads during its run (share of one core): ${R[tokenroute.$1.threads]};" \
@@ -757,18 +858,25 @@ table() { # table LEVEL
         fi
     fi
     local sc noise="" steal=""
-    for sc in direct nginx tokenroute; do
+    for sc in direct nginx tokenroute "${DIALECT_SCENARIOS[@]}"; do
         [[ -n ${R[$sc.$1.other]:-} ]] || continue
         noise+="${noise:+, }$sc ${R[$sc.$1.other]}%"
         steal+="${steal:+, }$sc ${R[$sc.$1.steal]}%"
     done
     echo "CPU used by other processes on the machine during these runs (share of one core; noise): $noise. Steal: $steal."
-    for sc in direct nginx tokenroute; do
+    for sc in direct nginx tokenroute "${DIALECT_SCENARIOS[@]}"; do
         if ((${R[$sc.$1.other]:-0} + ${R[$sc.$1.steal]:-0} > BENCH_NOISE_LIMIT)); then
             echo
             echo "**Warning: other processes used more than ${BENCH_NOISE_LIMIT}% of a core during at least one run; these figures are disturbed. Run again on a quiet machine.**"
             break
         fi
+    done
+}
+storm_rows() {
+    local pass l
+    for pass in cold warm; do
+        l=${R[storm.$pass]}
+        echo "| $pass | $(kv "$l" requests) | $(kv "$l" ok) | $(kv "$l" rps) | $(kv "$l" p50) | $(kv "$l" p90) | $(kv "$l" p99) | $(kv "$l" max) |"
     done
 }
 stream_row() { # stream_row SC LABEL
@@ -849,12 +957,29 @@ EOF
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(stream_row stream.direct "direct to the fake upstream")
 $(stream_row stream.tokenroute "**TokenRoute**")
+$(stream_row stream.anthropic "TokenRoute, OpenAI client → Anthropic stream (translated)")
 
-CPU used by other processes during these runs (share of one core; noise): direct ${R[stream.direct.other]}%, TokenRoute ${R[stream.tokenroute.other]}%.$(
+CPU used by other processes during these runs (share of one core; noise): direct ${R[stream.direct.other]}%, TokenRoute ${R[stream.tokenroute.other]}%${R[stream.anthropic.other]:+, Anthropic ${R[stream.anthropic.other]}%}.$(
             if ((${R[stream.direct.other]} > BENCH_NOISE_LIMIT || ${R[stream.tokenroute.other]} > BENCH_NOISE_LIMIT)); then
                 printf '\n\n**Warning: other processes used more than %s%% of a core during these runs; the figures are disturbed.**' "$BENCH_NOISE_LIMIT"
             fi
         )
+EOF
+    fi
+    if [[ -n ${R[storm.cold]:-} ]]; then
+        cat <<EOF
+
+### Key-cache miss storm: $BENCH_STORM_KEYS keys TokenRoute has never seen, $BENCH_CONNECTIONS connections
+
+\`key-storm\` makes the keys in TokenRoute's store ($STORE_KIND) while it runs, then sends one
+request per key as fast as the connections carry them (*cold*: every key read from the
+store, single-flighted per key), then the same keys again (*warm*: every key cached).
+
+| Pass | requests | ok | req/s | p50 ms | p90 ms | p99 ms | max ms |
+|---|---:|---:|---:|---:|---:|---:|---:|
+$(storm_rows)
+
+TokenRoute's CPU over both passes: ${R[storm.cpu]} s / 1k requests (the OpenAI runs above: ${R[tokenroute.loaded.cpu]:-—}).
 EOF
     fi
     cat <<EOF

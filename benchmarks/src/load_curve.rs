@@ -7,16 +7,13 @@
 //! `oha --latency-correction` measure). Prints one line per rate:
 //! `rate=R sent=N ok=N errors=N achieved=R p50=MS p90=MS p99=MS p999=MS max=MS`.
 
-#[path = "http1.rs"]
-mod http1;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokenroute_benchmarks::{http1, stats};
 use tokio::net::TcpStream;
 
 /// Latency against offered load (open loop, corrected for coordinated omission).
@@ -63,7 +60,7 @@ async fn measure(args: &Args, request: &Arc<[u8]>, rate: u64) -> String {
         workers.push(tokio::spawn(async move {
             let mut conn: Option<TcpStream> = None;
             while let Ok(scheduled) = rx.recv().await {
-                let ok = send(&addr, &mut conn, &request).await;
+                let ok = http1::send(&addr, &mut conn, &request).await;
                 if scheduled >= measured_from {
                     let latency = ok.then(|| scheduled.elapsed());
                     results
@@ -112,13 +109,7 @@ fn summarise(rate: u64, secs: u64, results: &[Option<Duration>]) -> String {
     let mut ok: Vec<Duration> = results.iter().flatten().copied().collect();
     ok.sort_unstable();
     let errors = results.len() - ok.len();
-    let pct = |p: f64| -> f64 {
-        if ok.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((p / 100.0) * (ok.len() - 1) as f64).round() as usize;
-        ok[i].as_secs_f64() * 1000.0
-    };
+    let pct = |p: f64| stats::percentile_ms(&ok, p);
     format!(
         "rate={rate} sent={} ok={} errors={errors} achieved={:.0} p50={:.3} p90={:.3} p99={:.3} p999={:.3} max={:.3}",
         results.len(),
@@ -144,71 +135,4 @@ impl SharedReceiver {
     async fn recv(&self) -> Result<Instant, ()> {
         self.0.lock().await.recv().await.ok_or(())
     }
-}
-
-/// Sends one request on the connection (opening one if there is none); true on a 200
-/// read whole. A failed connection is dropped, the next request opens another.
-async fn send(addr: &str, conn: &mut Option<TcpStream>, request: &[u8]) -> bool {
-    if conn.is_none() {
-        match TcpStream::connect(addr).await {
-            Ok(c) => {
-                let _ = c.set_nodelay(true);
-                *conn = Some(c);
-            }
-            Err(_) => return false,
-        }
-    }
-    let Some(c) = conn.as_mut() else {
-        return false;
-    };
-    let result = exchange(c, request).await;
-    match result {
-        Ok((status, keep)) => {
-            if !keep {
-                *conn = None;
-            }
-            status == 200
-        }
-        Err(_) => {
-            *conn = None;
-            false
-        }
-    }
-}
-
-/// Writes the request and reads the response whole (content-length or chunked);
-/// returns the status and whether the connection stays open.
-async fn exchange(c: &mut TcpStream, request: &[u8]) -> std::io::Result<(u16, bool)> {
-    c.write_all(request).await?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = c.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let keep = !head.contains("connection: close");
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let done = |body: &[u8]| match length {
-        Some(n) => body.len() >= n,
-        None => body.ends_with(b"0\r\n\r\n"),
-    };
-    while !done(&buf[head_end..]) {
-        let n = c.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok((status, keep))
 }

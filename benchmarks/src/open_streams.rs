@@ -7,15 +7,13 @@
 //! `ready=N failed=F seconds=S` — and keeps reading every stream until it ends or the
 //! process is killed; the harness samples the proxy's memory in between.
 
-#[path = "http1.rs"]
-mod http1;
-
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tokenroute_benchmarks::http1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
