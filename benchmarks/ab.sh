@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Before and after, in one run: TokenRoute built at two revisions, measured in
-# alternating rounds under the same load (wrk, closed loop, non-streaming chat), so
+# alternating rounds under the same load (wrk, closed loop, non-streaming chat; then
+# streamed answers one after another, as a client calling now and then does), so
 # that a change's effect is not mistaken for the machine's mood.
 #
 #   benchmarks/ab.sh BASE [AFTER]     # AFTER defaults to HEAD (commit what you measure)
 #
-# Per round and revision: requests/s and the proxy's CPU milliseconds per request
-# (utime + stime from /proc). Writes benchmarks/results/ab-<date>-<base>-<after>.md.
+# Per round and revision: requests/s, the proxy's CPU milliseconds per request
+# (utime + stime from /proc), and the streams' time to the first event (median).
+# Writes benchmarks/results/ab-<date>-<base>-<after>.md.
 {
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +17,7 @@ AFTER=${2:-HEAD}
 BENCH_ROUNDS=${BENCH_ROUNDS:-5}
 BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
+BENCH_AB_STREAMS=${BENCH_AB_STREAMS:-15} # streams per round (200 events 5 ms apart; 0: none)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 NAME=ab
@@ -45,7 +48,9 @@ AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
 build base "$BASE"
 build after "$AFTER"
 cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
-BENCH_SKIP_BUILD=0 bins fake-upstream
+BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe
+start_fake_upstream 0 --stream-events 200 --event-gap-ms 5
+SPACED_PORT=$UP_PORT
 start_fake_upstream 0
 
 run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
@@ -54,6 +59,19 @@ run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
     dir=$WORK/run-$name-$round
     mkdir -p "$dir"
     bench_config "$dir/t.toml" "$port" "sqlite://$dir/t.db" "$dir" </dev/null
+    cat >>"$dir/t.toml" <<EOF
+[[providers]]
+id = "spaced"
+kind = "openai"
+base-url = "http://127.0.0.1:$SPACED_PORT/v1"
+[[models]]
+id = "spaced/gpt-4o-mini"
+upstream = "gpt-4o-mini"
+input-usd-per-mtok = "0.15"
+output-usd-per-mtok = "0.60"
+context-window = 128000
+max-output-tokens = 16384
+EOF
     local key pid t0 t1 out
     key=$(BIN=$WORK/$name bench_key "$dir/t.toml")
     (exec taskset -c 0 "$WORK/$name/tokenroute" --config "$dir/t.toml" proxy >"$WORK/$name-$round.log" 2>&1) &
@@ -65,11 +83,17 @@ run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
     out=$(BENCH_AUTH=$key taskset -c 1 wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_DURATION}s" \
         -s "$ROOT/benchmarks/wrk/post.lua" "$url" | grep '^WRK ')
     t1=$(ticks "$pid")
+    local first_event=—
+    if ((BENCH_AB_STREAMS > 0)); then
+        first_event=$(taskset -c 1 "$BIN/stream-probe" --url "$url" --key "$key" --runs "$BENCH_AB_STREAMS" --warmup 1 \
+            --body '{"model":"spaced/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}' \
+            2>/dev/null | sed -n 's/.*first_event_ms_p50=\([0-9.]*\).*/\1/p')
+    fi
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     local requests
     requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
-    python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); r=$requests; print(f'{r/$BENCH_DURATION:.0f} {($t1-$t0)/hz*1000/max(r,1):.4f}')"
+    python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); r=$requests; print(f'{r/$BENCH_DURATION:.0f} {($t1-$t0)/hz*1000/max(r,1):.4f} ${first_event:-—}')"
 }
 
 RESULTS=$WORK/results.tsv
@@ -78,18 +102,18 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
     order=(base after)
     ((round % 2 == 0)) && order=(after base)
     for name in "${order[@]}"; do
-        read -r rps cpu <<<"$(run "$name" "$round")"
-        log "round $round $name: $rps req/s, $cpu ms CPU per request"
-        printf '%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$cpu" >>"$RESULTS"
+        read -r rps cpu first <<<"$(run "$name" "$round")"
+        log "round $round $name: $rps req/s, $cpu ms CPU per request, first event $first ms"
+        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$cpu" "$first" >>"$RESULTS"
     done
 done
 
 DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT.md"
 python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(machine)" \
-    "$BENCH_DURATION" "$BENCH_CONNECTIONS" <<'EOF'
+    "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" <<'EOF'
 import statistics, sys
-tsv, out, date, base, after, machine, secs, conns = sys.argv[1:]
+tsv, out, date, base, after, machine, secs, conns, streams = sys.argv[1:]
 rows = [l.split("\t") for l in open(tsv).read().splitlines()]
 by = {"base": [], "after": []}
 for r in rows:
@@ -100,17 +124,26 @@ lines = [f"# Before and after — {date}", "",
     f"Each round runs both builds in turn (alternating which goes first): `tokenroute proxy` "
     f"with one data-plane thread and an embedded SQLite store, and a fast fake provider, on "
     f"CPU 0; wrk (1 thread, {conns} connections, {secs} s after 2 s of warm-up, small "
-    f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime.",
-    "", "| round | base req/s | after req/s | base CPU ms/req | after CPU ms/req |",
-    "|---:|---:|---:|---:|---:|"]
+    f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime. "
+    f"Then {streams} streamed chat completions one after another, each on a new connection "
+    f"(200 events 5 ms apart from a second fake, so each stream lasts about 1.2 s: a client "
+    f"calling now and then), timed by `stream-probe`: the median time to the first event.",
+    "", "| round | base req/s | after req/s | base CPU ms/req | after CPU ms/req | base first event ms | after first event ms |",
+    "|---:|---:|---:|---:|---:|---:|---:|"]
 rounds = sorted({int(r[0]) for r in rows})
 for n in rounds:
     b = [r for r in rows if int(r[0]) == n and r[1] == "base"][0]
     a = [r for r in rows if int(r[0]) == n and r[1] == "after"][0]
-    lines.append(f"| {n} | {b[2]} | {a[2]} | {b[3]} | {a[3]} |")
+    lines.append(f"| {n} | {b[2]} | {a[2]} | {b[3]} | {a[3]} | {b[4]} | {a[4]} |")
 (brps, bcpu), (arps, acpu) = med["base"], med["after"]
-lines += [f"| **median** | **{brps:.0f}** | **{arps:.0f}** | **{bcpu:.4f}** | **{acpu:.4f}** |", "",
-    f"After / base: {arps / brps:.2f}× the requests per second, {acpu / bcpu:.2f}× the CPU per request."]
+def first_event(name):
+    values = [float(r[4]) for r in rows if r[1] == name and r[4] not in ("", "—")]
+    return statistics.median(values) if values else None
+bfe, afe = first_event("base"), first_event("after")
+fe = lambda v: "—" if v is None else f"{v:.2f}"
+lines += [f"| **median** | **{brps:.0f}** | **{arps:.0f}** | **{bcpu:.4f}** | **{acpu:.4f}** | **{fe(bfe)}** | **{fe(afe)}** |", "",
+    f"After / base: {arps / brps:.2f}× the requests per second, {acpu / bcpu:.2f}× the CPU per request"
+    + (f", first event {afe - bfe:+.2f} ms." if bfe is not None and afe is not None else ".")]
 open(out, "w").write("\n".join(lines) + "\n")
 EOF
 log "wrote $OUT"

@@ -56,14 +56,16 @@ bins() {
 
 # Starts the fake provider pinned to CPU list $1 (more arguments go to it); sets UP_PORT.
 start_fake_upstream() {
-    local cpus=$1
+    local cpus=$1 out
     shift
+    # A file of its own (made empty now): a second fake must not read the first's port.
+    out=$(mktemp "$WORK/up.XXXXXX.out")
     (exec taskset -c "$cpus" "$BIN/fake-upstream" --listen 127.0.0.1:0 "$@" \
-        >"$WORK/up.out" 2>"$WORK/up.log") &
+        >"$out" 2>"${out%.out}.log") &
     PIDS+=($!)
     UP_PORT=
     for _ in $(seq 1 100); do
-        UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/up.out")
+        UP_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
         [[ -n $UP_PORT ]] && return
         sleep 0.05
     done
