@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run): logging, the temp folder and
 # clean-up, ports, process figures, the fake provider, and the configs of the hops
 # under test. Each script sets NAME (for its log lines and temp folder), calls

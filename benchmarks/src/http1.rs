@@ -16,6 +16,9 @@ pub struct Target {
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     pub key: Option<String>,
+    /// More request headers, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
     /// JSON request body.
     #[arg(long)]
     pub body: String,
@@ -33,8 +36,9 @@ impl Target {
         let auth = key
             .map(|k| format!("authorization: Bearer {k}\r\n"))
             .unwrap_or_default();
+        let extra = header_lines(&self.headers);
         format!(
-            "POST {} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            "POST {} HTTP/1.1\r\nhost: {}\r\n{auth}{extra}content-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
             self.path,
             self.addr,
             self.body.len(),
@@ -42,6 +46,11 @@ impl Target {
         )
         .into_bytes()
     }
+}
+
+/// `Name: value` headers as request lines (each ending in CRLF).
+pub fn header_lines(headers: &[String]) -> String {
+    headers.iter().map(|h| format!("{}\r\n", h.trim())).collect()
 }
 
 /// Sends one request on the connection (opening one if there is none); true on a 200

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tokenroute_benchmarks::http1;
 
 /// Time streamed chat completions (TTFB, first event, [DONE], total).
 #[derive(Parser, Debug)]
@@ -28,6 +29,9 @@ struct Args {
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     key: Option<String>,
+    /// More request headers, `Name: value` (repeatable).
+    #[arg(long = "header")]
+    headers: Vec<String>,
     /// JSON request body.
     #[arg(long)]
     body: String,
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<String, String> {
     let (addr, host, path) = parse_url(&args.url)?;
-    let request = build_request(&host, &path, args.key.as_deref(), &args.body);
+    let request = build_request(&host, &path, args.key.as_deref(), &args.headers, &args.body);
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut shape = Shape::default();
     for _ in 0..args.warmup {
@@ -150,13 +154,20 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     Ok((addr, host.to_string(), path.to_string()))
 }
 
-fn build_request(host: &str, path: &str, key: Option<&str>, body: &str) -> Vec<u8> {
+fn build_request(
+    host: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[String],
+    body: &str,
+) -> Vec<u8> {
     let auth = key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
+    let extra = http1::header_lines(headers);
     format!(
         "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: stream-probe\r\n\
-         Content-Type: application/json\r\nAccept: text/event-stream\r\n{auth}\
+         Content-Type: application/json\r\nAccept: text/event-stream\r\n{auth}{extra}\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
