@@ -59,19 +59,7 @@ run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
     dir=$WORK/run-$name-$round
     mkdir -p "$dir"
     bench_config "$dir/t.toml" "$port" "sqlite://$dir/t.db" "$dir" </dev/null
-    cat >>"$dir/t.toml" <<EOF
-[[providers]]
-id = "spaced"
-kind = "openai"
-base-url = "http://127.0.0.1:$SPACED_PORT/v1"
-[[models]]
-id = "spaced/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
+    bench_model "$dir/t.toml" spaced "$SPACED_PORT"
     local key pid t0 t1 out
     key=$(BIN=$WORK/$name bench_key "$dir/t.toml")
     (exec taskset -c 0 "$WORK/$name/tokenroute" --config "$dir/t.toml" proxy >"$WORK/$name-$round.log" 2>&1) &

@@ -99,12 +99,20 @@ access-log-dir = "$dir/access"
 dir = "$dir/backups"
 [metrics]
 enabled = false
+EOF
+    bench_model "$file" bench "$UP_PORT"
+}
+
+# Appends to config $1 an OpenAI-compatible provider $2 at 127.0.0.1:$3 (a fake) and
+# its model `$2/gpt-4o-mini` (0.15 / 0.60 USD per Mtok).
+bench_model() {
+    cat >>"$1" <<EOF
 [[providers]]
-id = "bench"
+id = "$2"
 kind = "openai"
-base-url = "http://127.0.0.1:$UP_PORT/v1"
+base-url = "http://127.0.0.1:$3/v1"
 [[models]]
-id = "bench/gpt-4o-mini"
+id = "$2/gpt-4o-mini"
 upstream = "gpt-4o-mini"
 input-usd-per-mtok = "0.15"
 output-usd-per-mtok = "0.60"
@@ -153,4 +161,24 @@ http {
     }
 }
 EOF
+}
+
+# Before a measured run: waits (1 s at a time, from a budget of QUIET_BUDGET seconds for
+# the whole run, which the caller sets) while other processes use more than
+# BENCH_NOISE_LIMIT % of a core, as the caller's `others_ticks` counts them.
+wait_quiet() {
+    local a b pct waited=0
+    while :; do
+        a=$(others_ticks)
+        sleep 1
+        b=$(others_ticks)
+        pct=$(((b - a) * 100 / CLK_TCK))
+        ((pct <= BENCH_NOISE_LIMIT || QUIET_BUDGET <= 0)) && break
+        if ((waited == 0)); then
+            log "other processes use ${pct}% of a core; waiting for quiet (${QUIET_BUDGET} s left to wait)"
+        fi
+        QUIET_BUDGET=$((QUIET_BUDGET - 1))
+        waited=$((waited + 1))
+    done
+    if ((waited > 0)); then log "waited ${waited} s; other processes now at ${pct}% of a core"; fi
 }

@@ -117,23 +117,8 @@ others_ticks() {
             print s + steal
         }'
 }
-# Before a measured run: wait (1 s at a time, from a budget of BENCH_QUIET_WAIT seconds
-# for the whole run) while other processes use more than BENCH_NOISE_LIMIT % of a core.
+# What lib.sh's wait_quiet may wait, in seconds, over the whole run.
 QUIET_BUDGET=$BENCH_QUIET_WAIT
-wait_quiet() {
-    local a b pct waited=0
-    while :; do
-        a=$(others_ticks)
-        sleep 1
-        b=$(others_ticks)
-        pct=$(((b - a) * 100 / CLK_TCK))
-        ((pct <= BENCH_NOISE_LIMIT || QUIET_BUDGET <= 0)) && break
-        ((waited == 0)) && log "other processes use ${pct}% of a core; waiting for quiet (${QUIET_BUDGET} s left to wait)"
-        QUIET_BUDGET=$((QUIET_BUDGET - 1))
-        waited=$((waited + 1))
-    done
-    ((waited == 0)) || log "waited ${waited} s; other processes now at ${pct}% of a core"
-}
 # up PORT PID SECONDS: until PORT accepts connections; fails if PID exits or time runs out.
 up() {
     local i
@@ -303,19 +288,7 @@ start_tokenroute() {
     local port
     port=$(free_port)
     bench_config "$WORK/tokenroute.toml" "$port" "sqlite://$WORK/tokenroute.db" "$WORK" </dev/null
-    cat >>"$WORK/tokenroute.toml" <<EOF
-[[providers]]
-id = "bench-stream"
-kind = "openai"
-base-url = "http://127.0.0.1:$UPS_PORT/v1"
-[[models]]
-id = "bench-stream/gpt-4o-mini"
-upstream = "gpt-4o-mini"
-input-usd-per-mtok = "0.15"
-output-usd-per-mtok = "0.60"
-context-window = 128000
-max-output-tokens = 16384
-EOF
+    bench_model "$WORK/tokenroute.toml" bench-stream "$UPS_PORT"
     KEY=$(bench_key "$WORK/tokenroute.toml")
     [[ -n $KEY ]] || return 1
     launch tokenroute "$BENCH_GATEWAY_CPUS" "$BIN/tokenroute" --config "$WORK/tokenroute.toml" proxy

@@ -473,25 +473,8 @@ others_ticks() { proc_ticks others; }
 machine_steal() { awk '/^cpu / { print $9; exit }' /proc/stat; }
 store_ticks() { proc_ticks store; }
 
-# Before a measured run: wait (1 s at a time, from a budget of BENCH_QUIET_WAIT seconds
-# for the whole run) while other processes use more than BENCH_NOISE_LIMIT % of a core.
+# What lib.sh's wait_quiet may wait, in seconds, over the whole run.
 QUIET_BUDGET=$BENCH_QUIET_WAIT
-wait_quiet() {
-    local a b pct waited=0
-    while :; do
-        a=$(others_ticks)
-        sleep 1
-        b=$(others_ticks)
-        pct=$(((b - a) * 100 / CLK_TCK))
-        ((pct <= BENCH_NOISE_LIMIT || QUIET_BUDGET <= 0)) && break
-        if ((waited == 0)); then
-            log "other processes use ${pct}% of a core; waiting for quiet (${QUIET_BUDGET} s left to wait)"
-        fi
-        QUIET_BUDGET=$((QUIET_BUDGET - 1))
-        waited=$((waited + 1))
-    done
-    if ((waited > 0)); then log "waited ${waited} s; other processes now at ${pct}% of a core"; fi
-}
 
 # thread_snapshot PID: "tid<TAB>name<TAB>cpu ticks<TAB>context switches" per thread.
 thread_snapshot() {
