@@ -50,7 +50,10 @@ impl Target {
 
 /// `Name: value` headers as request lines (each ending in CRLF).
 pub fn header_lines(headers: &[String]) -> String {
-    headers.iter().map(|h| format!("{}\r\n", h.trim())).collect()
+    headers
+        .iter()
+        .map(|h| format!("{}\r\n", h.trim()))
+        .collect()
 }
 
 /// Sends one request on the connection (opening one if there is none); true on a 200

@@ -196,7 +196,6 @@ pub fn purge_access_logs(dir: &Path, now_ms: i64) -> std::io::Result<usize> {
     Ok(deleted)
 }
 
-
 /// A client-sent `x-request-id` worth logging: 1 to 128 characters of `[A-Za-z0-9._:-]`
 /// (anything else could forge log lines or carry data).
 pub fn client_request_id(value: Option<&str>) -> Option<String> {

@@ -113,7 +113,6 @@ impl Store {
     }
 }
 
-
 /// Writes `change` to the change log inside `tx`, the transaction making the change.
 /// On Postgres the table is locked first (until commit), so sequence numbers are
 /// handed out in commit order and a follower reading "after the last seq I saw"
