@@ -61,8 +61,9 @@ start_fake_upstream() {
     shift
     # A file of its own (made empty now): a second fake must not read the first's port.
     out=$(mktemp "$WORK/up.XXXXXX.out")
+    # (Without descriptor 9: a benchmark lock held there stays the script's own.)
     (exec taskset -c "$cpus" "$BIN/fake-upstream" --listen 127.0.0.1:0 "$@" \
-        >"$out" 2>"${out%.out}.log") &
+        >"$out" 2>"${out%.out}.log" 9>&-) &
     PIDS+=($!)
     UP_PORT=
     for _ in $(seq 1 100); do
@@ -163,6 +164,33 @@ http {
 EOF
 }
 
+# CPU ticks (utime + stime + cutime + cstime) of every process outside this script's
+# process tree: other jobs on the machine, i.e. noise. Children that exit in between are
+# counted through their parent's cutime/cstime. With a Postgres store, the `postgres`
+# processes are part of the system under test: their ticks are left out here and
+# counted by store_ticks (when STORE_KIND is postgres).
+proc_ticks() { # proc_ticks others|store
+    # (cat fails when a process exits between the glob and the read: that is expected.)
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root=$$ -v want="$1" -v pg="${STORE_KIND:-}" '
+        {
+            pid = $1
+            line = $0
+            sub(/^.*\) /, "", line)
+            split(line, f, " ")
+            ppid[pid] = f[2]
+            t[pid] = f[12] + f[13] + f[14] + f[15]
+            store[pid] = (pg == "postgres" && $2 == "(postgres)")
+        }
+        END {
+            mine[root] = 1
+            do {
+                changed = 0
+                for (p in ppid) if (!(p in mine) && (ppid[p] in mine)) { mine[p] = 1; changed = 1 }
+            } while (changed)
+            for (p in t) if (!(p in mine) && store[p] == (want == "store")) s += t[p]
+            print s + 0
+        }'
+}
 # Before a measured run: waits (1 s at a time, from a budget of QUIET_BUDGET seconds for
 # the whole run, which the caller sets) while other processes use more than
 # BENCH_NOISE_LIMIT % of a core, as the caller's `others_ticks` counts them.

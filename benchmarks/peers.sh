@@ -94,28 +94,10 @@ tree_hwm_kib() { # peak RSS (VmHWM) of the tree, summed
     done
     echo "$total"
 }
-# CPU ticks (utime + stime + children's) of every process outside this script's tree,
-# plus the machine's steal time: other jobs on the machine, i.e. noise.
+# CPU ticks of every process outside this script's tree (lib.sh's proc_ticks), plus the
+# machine's steal time: other jobs on the machine, i.e. noise.
 others_ticks() {
-    local steal
-    steal=$(awk '/^cpu / { print $9; exit }' /proc/stat)
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root=$$ -v steal="$steal" '
-        {
-            pid = $1; line = $0
-            sub(/^.*\) /, "", line)
-            split(line, f, " ")
-            ppid[pid] = f[2]
-            t[pid] = f[12] + f[13] + f[14] + f[15]
-        }
-        END {
-            mine[root] = 1
-            do {
-                changed = 0
-                for (p in ppid) if (!(p in mine) && (ppid[p] in mine)) { mine[p] = 1; changed = 1 }
-            } while (changed)
-            for (p in t) if (!(p in mine)) s += t[p]
-            print s + steal
-        }'
+    echo $(($(proc_ticks others) + $(awk '/^cpu / { print $9; exit }' /proc/stat)))
 }
 # What lib.sh's wait_quiet may wait, in seconds, over the whole run.
 QUIET_BUDGET=$BENCH_QUIET_WAIT
@@ -234,23 +216,9 @@ done
 bins tokenroute fake-upstream load-curve stream-probe
 
 # ---- fake providers (CPU 1, with the load tools) -----------------------------------------
-# start_fake NAME ARGS...: sets FAKE_PORT.
-start_fake() {
-    local name=$1
-    shift
-    launch "$name" "$BENCH_LOADGEN_CPUS" "$BIN/fake-upstream" --listen 127.0.0.1:0 "$@"
-    FAKE_PORT=
-    for _ in $(seq 1 100); do
-        FAKE_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$name.log")
-        [[ -n $FAKE_PORT ]] && return
-        sleep 0.05
-    done
-    die "$name did not start"
-}
-start_fake fake --stream-events 20
-UP_PORT=$FAKE_PORT
-start_fake fake-stream --stream-events "$BENCH_STREAM_EVENTS" --event-gap-ms "$BENCH_EVENT_GAP_MS"
-UPS_PORT=$FAKE_PORT
+start_fake_upstream "$BENCH_LOADGEN_CPUS" --stream-events "$BENCH_STREAM_EVENTS" --event-gap-ms "$BENCH_EVENT_GAP_MS"
+UPS_PORT=$UP_PORT
+start_fake_upstream "$BENCH_LOADGEN_CPUS" --stream-events 20
 log "fake providers on 127.0.0.1:$UP_PORT (fast) and 127.0.0.1:$UPS_PORT ($BENCH_STREAM_EVENTS events, $BENCH_EVENT_GAP_MS ms apart)"
 
 BODY='{"model":"bench/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'

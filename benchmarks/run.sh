@@ -442,33 +442,6 @@ declare -A R # results: R[scenario.metric]
 NOISY=0
 TR_WRK_REQUESTS=0
 
-# CPU ticks (utime + stime + cutime + cstime) of every process outside this script's
-# process tree: other jobs on the machine, i.e. noise. Children that exit in between are
-# counted through their parent's cutime/cstime. With a Postgres store, the `postgres`
-# processes are part of the system under test: their ticks are left out here and
-# counted by store_ticks.
-proc_ticks() { # proc_ticks others|store
-    # (cat fails when a process exits between the glob and the read: that is expected.)
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root=$$ -v want="$1" -v pg="$STORE_KIND" '
-        {
-            pid = $1
-            line = $0
-            sub(/^.*\) /, "", line)
-            split(line, f, " ")
-            ppid[pid] = f[2]
-            t[pid] = f[12] + f[13] + f[14] + f[15]
-            store[pid] = (pg == "postgres" && $2 == "(postgres)")
-        }
-        END {
-            mine[root] = 1
-            do {
-                changed = 0
-                for (p in ppid) if (!(p in mine) && (ppid[p] in mine)) { mine[p] = 1; changed = 1 }
-            } while (changed)
-            for (p in t) if (!(p in mine) && store[p] == (want == "store")) s += t[p]
-            print s + 0
-        }'
-}
 others_ticks() { proc_ticks others; }
 machine_steal() { awk '/^cpu / { print $9; exit }' /proc/stat; }
 store_ticks() { proc_ticks store; }
