@@ -235,6 +235,14 @@ async fn requests_without_a_valid_key_get_401(backend: Backend) {
     assert!(fake.requests().is_empty(), "nothing reached the provider");
 }
 
+/// The status of a chat completion sent with `key`.
+async fn status_of(gw: &Gateway, key: &str) -> u16 {
+    post(gw, Some(key), body_of(&chat(false)))
+        .await
+        .status()
+        .as_u16()
+}
+
 /// A key stays in memory — no store read per request, though a client calls less
 /// often than once a second — and a change made by another process through the store
 /// (as `tokenroute keys suspend/revoke` does) reaches the proxy through the store's
@@ -247,24 +255,9 @@ async fn a_revoked_key_is_refused(backend: Backend) {
     };
     let gw = Gateway::start_with(backend, &fake, opts).await;
     let (key, account, key_id) = gw.key_with_credits("erin@example.com", "1").await;
-    let status = |gw: &Gateway| {
-        let key = key.clone();
-        let gw_url = gw.url("/v1/chat/completions");
-        async move {
-            let resp = reqwest::Client::new()
-                .post(gw_url)
-                .header("content-type", "application/json")
-                .bearer_auth(key)
-                .body(body_of(&chat(false)))
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        }
-    };
     // Sporadic calls, 1.6 s in all: the key is read from the store once.
     for _ in 0..4 {
-        assert_eq!(status(&gw).await, 200);
+        assert_eq!(status_of(&gw, &key).await, 200);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     let misses = "tokenroute_key_cache_lookups_total{result=\"miss\"}";
@@ -272,12 +265,11 @@ async fn a_revoked_key_is_refused(backend: Backend) {
 
     // Suspended, lifted, revoked — each heard within 1 s.
     let within_a_second = |want: u16| {
-        let gw = &gw;
-        let status = &status;
+        let (gw, key) = (&gw, &key);
         async move {
             let deadline = std::time::Instant::now() + Duration::from_secs(1);
             loop {
-                let got = status(gw).await;
+                let got = status_of(gw, key).await;
                 if got == want {
                     return;
                 }
