@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Latency against offered load, open loop: the direct hop to a fast fake provider,
 # nginx proxy_pass to it (when nginx is installed) and TokenRoute's full path (key
-# check, reservation, routing, metering with the usage writer), each at the same fixed
-# rates, in one run on one machine. Writes a table and an SVG plot.
+# check, reservation, routing, metering with the usage writer) — with the default
+# `usage.fsync = "per-answer"` and with "periodic" — each at the same fixed rates, in
+# one run on one machine. Writes a table and an SVG plot.
 #
 #   benchmarks/curve.sh
 #
@@ -41,14 +42,21 @@ else
     log "nginx is not installed (apt-get install -y nginx-light): measured without it"
 fi
 
-PORT=$(free_port)
 STORE=${BENCH_STORE_URL:-sqlite://$WORK/tokenroute.db}
-bench_config "$WORK/tokenroute.toml" "$PORT" "$STORE" "$WORK" </dev/null
-KEY=$(bench_key "$WORK/tokenroute.toml")
-(exec taskset -c 0 "$BIN/tokenroute" --config "$WORK/tokenroute.toml" proxy >"$WORK/proxy.log" 2>&1) &
-PIDS+=($!)
-wait_port "$PORT"
-SYSTEMS+=("TokenRoute 127.0.0.1:$PORT /v1/chat/completions")
+# Two proxies on one store and key; each one's spool and files in its own folder.
+for variant in TokenRoute:per-answer TokenRoute-periodic-fsync:periodic; do
+    name=${variant%%:*}
+    mkdir -p "$WORK/$name"
+    PORT=$(free_port)
+    bench_config "$WORK/$name/tokenroute.toml" "$PORT" "$STORE" "$WORK/$name" \
+        "fsync = \"${variant#*:}\"" </dev/null
+    [[ -n ${KEY:-} ]] || KEY=$(bench_key "$WORK/$name/tokenroute.toml")
+    (exec taskset -c 0 "$BIN/tokenroute" --config "$WORK/$name/tokenroute.toml" proxy \
+        >"$WORK/$name/proxy.log" 2>&1) &
+    PIDS+=($!)
+    wait_port "$PORT"
+    SYSTEMS+=("$name 127.0.0.1:$PORT /v1/chat/completions")
+done
 
 BODY='{"model":"bench/gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
 TSV=$WORK/curve.tsv
@@ -57,7 +65,7 @@ for entry in "${SYSTEMS[@]}"; do
     read -r name addr path <<<"$entry"
     log "$name: rates $BENCH_RATES, ${BENCH_DURATION}s each"
     key_arg=()
-    [[ $name == TokenRoute ]] && key_arg=(--key "$KEY")
+    [[ $name == TokenRoute* ]] && key_arg=(--key "$KEY")
     taskset -c 1 "$BIN/load-curve" --addr "$addr" --path "$path" "${key_arg[@]}" --body "$BODY" \
         --rates "$BENCH_RATES" --duration-secs "$BENCH_DURATION" --connections "$BENCH_CONNECTIONS" \
         >"$WORK/$name.out" 2>"$WORK/$name.log"
@@ -102,30 +110,38 @@ lines = [f"# Latency against offered load — {date}", "",
     f"1 s of warm-up; small non-streaming chat requests; every server (the fake provider "
     f"and the hop) on CPU 0, the load generator on CPU 1. TokenRoute: one data-plane "
     f"thread, store {store}, the full path (key check, reservation, routing, metering "
-    f"with the usage writer).", "",
+    f"with the usage writer); `TokenRoute` with the default `usage.fsync = \"per-answer\"` "
+    f"(each answer waits for the spool's fsync), `TokenRoute-periodic-fsync` with "
+    f"`usage.fsync = \"periodic\"` (answers wait for the spool's write; fsync every 10 ms).", "",
     f"![latency against offered load](curve-{date}.svg)", ""]
+ours = [s for s in systems if s.startswith("TokenRoute")]
 head = "| offered req/s | " + " | ".join(f"{s} p50 / p99 ms" for s in systems)
-head += " | TokenRoute added p50 / p99 ms | TokenRoute achieved req/s (errors) |"
-lines += [head, "|" + "---:|" * (len(systems) + 3)]
+head += "".join(f" | {s} added p50 / p99 ms | achieved req/s (errors)" for s in ours) + " |"
+lines += [head, "|" + "---:|" * (len(systems) + 1 + 2 * len(ours))]
 for rate, r in sorted(rows.items()):
     cells = []
     for s in systems:
         m = r.get(s)
         cells.append(f"{m['p50']:.2f} / {m['p99']:.2f}" if m else "—")
-    t, d = r.get("TokenRoute"), r.get("direct")
-    added = f"{t['p50'] - d['p50']:+.2f} / {t['p99'] - d['p99']:+.2f}" if t and d else "—"
-    got = f"{t['achieved']:.0f} ({t['errors']})" if t else "—"
-    lines.append(f"| {rate} | " + " | ".join(cells) + f" | {added} | {got} |")
+    d = r.get("direct")
+    for s in ours:
+        t = r.get(s)
+        cells.append(f"{t['p50'] - d['p50']:+.2f} / {t['p99'] - d['p99']:+.2f}" if t and d else "—")
+        cells.append(f"{t['achieved']:.0f} ({t['errors']})" if t else "—")
+    lines.append(f"| {rate} | " + " | ".join(cells) + " |")
 lines.append("")
-sat = sustained("TokenRoute")
-if sat:
+for s in ours:
+    sat = sustained(s)
+    if not sat:
+        continue
     half = max((rate for rate in rows if rate <= sat / 2), default=None)
-    lines.append(f"TokenRoute sustained {sat} req/s (the highest rate here answered at ≥ 95% "
+    lines.append(f"{s} sustained {sat} req/s (the highest rate here answered at ≥ 95% "
         "with no errors and p99 under 100 ms).")
-    if half and "TokenRoute" in rows[half] and "direct" in rows[half]:
-        t, d = rows[half]["TokenRoute"], rows[half]["direct"]
+    if half and s in rows[half] and "direct" in rows[half]:
+        t, d = rows[half][s], rows[half]["direct"]
         lines.append(f"At {half} req/s (at most half of that): added p50 {t['p50'] - d['p50']:+.2f} ms, "
             f"added p99 {t['p99'] - d['p99']:+.2f} ms (target: p99 ≤ 0.5 ms).")
+    lines.append("")
 open(out, "w").write("\n".join(lines) + "\n")
 EOF
 log "wrote $OUT.md and $OUT.svg"

@@ -76,10 +76,11 @@ start_fake_upstream() {
 
 # Writes a `tokenroute proxy` config to $1: listening on port $2, store $3, its files
 # under folder $4, one data-plane thread, the fake provider at UP_PORT as model
-# `bench/gpt-4o-mini`; more TOML for [proxy] on stdin. Every request of a benchmark
-# comes from 127.0.0.1 and one account, so the per-client limits are lifted.
+# `bench/gpt-4o-mini`; more TOML for [proxy] on stdin, and for [usage] in $5 (optional).
+# Every request of a benchmark comes from 127.0.0.1 and one account, so the per-client
+# limits are lifted.
 bench_config() {
-    local file=$1 port=$2 store=$3 dir=$4 extra
+    local file=$1 port=$2 store=$3 dir=$4 usage=${5:-} extra
     extra=$(cat)
     cat >"$file" <<EOF
 [proxy]
@@ -93,6 +94,7 @@ $extra
 url = "$store"
 [usage]
 spool-dir = "$dir/spool"
+$usage
 [log]
 level = "warn"
 access-log-dir = "$dir/access"

@@ -22,6 +22,11 @@ fn write_config(dir: &Path, store_url: &str) -> (PathBuf, u16) {
 
 /// The config, the API port and the control plane's port.
 fn write_config_with_dashboard(dir: &Path, store_url: &str) -> (PathBuf, u16, u16) {
+    write_config_with_usage(dir, store_url, "")
+}
+
+/// The same, with `usage` (TOML lines) added to its `[usage]` table.
+fn write_config_with_usage(dir: &Path, store_url: &str, usage: &str) -> (PathBuf, u16, u16) {
     let port = free_port();
     let cp = free_port();
     let text = format!(
@@ -37,6 +42,7 @@ url = "{store_url}"
 max-connections = 4
 [usage]
 spool-dir = "{spool}"
+{usage}
 [log]
 level = "warn"
 access-log-dir = "{access_logs}"
@@ -174,8 +180,9 @@ fn create_key(config: &Path, email: &str) -> String {
         .to_string()
 }
 
-async fn kill_9_mid_load(store_url: String, dir: &Path) {
-    let (config, port) = write_config(dir, &store_url);
+/// `usage`: lines for the config's `[usage]` table.
+async fn kill_9_mid_load(store_url: String, dir: &Path, usage: &str) {
+    let (config, port, _) = write_config_with_usage(dir, &store_url, usage);
     let key = create_key(&config, "crash@example.com");
     let mut ids = Vec::new();
     // Three crashes in a row, each in the middle of 64 clients' requests.
@@ -200,14 +207,25 @@ async fn kill_9_mid_load(store_url: String, dir: &Path) {
 async fn sqlite_kill_9_mid_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/tokenroute.db", dir.path().display());
-    kill_9_mid_load(url, dir.path()).await;
+    kill_9_mid_load(url, dir.path(), "").await;
+}
+
+/// With `usage.fsync = "periodic"` answers do not wait for the fsync, only for the
+/// write: what a killed process wrote is still in the file, so nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_periodic_fsync_kill_9_mid_load_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/tokenroute.db", dir.path().display());
+    // A long period: the killed processes' last writes are not fsynced yet.
+    let usage = "fsync = \"periodic\"\nfsync-period-ms = 500";
+    kill_9_mid_load(url, dir.path(), usage).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_kill_9_mid_load_loses_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::create().await;
-    kill_9_mid_load(db.url.clone(), dir.path()).await;
+    kill_9_mid_load(db.url.clone(), dir.path(), "").await;
     db.drop_now().await;
 }
 

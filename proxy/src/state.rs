@@ -243,6 +243,7 @@ fn open_spool(config: &Config) -> Result<(Spool, Vec<tokenroute_domain::UsageEve
             dir: slot_dir(&config.usage.spool_dir, n),
             max_bytes: config.usage.spool_max_bytes,
             segment_bytes: config.usage.spool_segment_bytes,
+            fsync: config.usage.fsync,
         });
         match opened {
             Err(SpoolError::Locked { .. }) if n + 1 < SLOTS => n += 1,

@@ -233,6 +233,23 @@ pub struct UsageConfig {
     /// Past this many bytes waiting, new requests are refused with 503.
     pub spool_max_bytes: u64,
     pub spool_segment_bytes: u64,
+    /// When the spool is fsynced, and so what an answer waits for.
+    pub fsync: SpoolFsync,
+}
+
+/// When the usage spool is fsynced (`usage.fsync`). Either way an answer's end waits
+/// until its usage is written to the spool file, which outlives a crash of the process
+/// (`kill -9`, a panic, the OOM killer): the kernel holds what was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFsync {
+    /// The answer's end also waits for the fsync (one serves every request that
+    /// finished meanwhile): a crash of the machine loses nothing either, and every
+    /// answer pays the disk's fsync latency.
+    PerAnswer,
+    /// A background thread fsyncs what was written at most this often: answers do not
+    /// wait for the disk, and a crash of the machine (power, kernel) can lose the usage
+    /// of the answers of this last period.
+    Periodic(Duration),
 }
 
 /// Prometheus metrics of both planes, served at `http://{listen}/metrics`.

@@ -146,6 +146,8 @@ pub struct RawUsage {
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub spool_segment_bytes: Option<u64>,
+    pub fsync: Option<String>,
+    pub fsync_period_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -391,3 +391,29 @@ fn the_dashboard_serves_tls_only_with_both_files_and_an_https_url() {
         "control-plane.public-url"
     );
 }
+
+#[test]
+fn the_spool_is_fsynced_per_answer_unless_periodic_is_asked_for() {
+    assert_eq!(parse("").unwrap().usage.fsync, SpoolFsync::PerAnswer);
+    assert_eq!(
+        parse("[usage]\nfsync = \"periodic\"").unwrap().usage.fsync,
+        SpoolFsync::Periodic(Duration::from_millis(10))
+    );
+    assert_eq!(
+        parse("[usage]\nfsync = \"periodic\"\nfsync-period-ms = 25")
+            .unwrap()
+            .usage
+            .fsync,
+        SpoolFsync::Periodic(Duration::from_millis(25))
+    );
+    for (text, key) in [
+        ("[usage]\nfsync = \"never\"", "usage.fsync"),
+        ("[usage]\nfsync-period-ms = 25", "usage.fsync-period-ms"),
+        (
+            "[usage]\nfsync = \"periodic\"\nfsync-period-ms = 0",
+            "usage.fsync-period-ms",
+        ),
+    ] {
+        assert_eq!(error_of(text).0, key, "{text}");
+    }
+}

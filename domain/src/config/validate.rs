@@ -202,6 +202,7 @@ pub(super) fn validate(
             raw.usage.spool_segment_bytes,
             16 * 1024 * 1024,
         )?,
+        fsync: spool_fsync(raw.usage.fsync.as_deref(), raw.usage.fsync_period_ms)?,
     };
     let mut trusted_proxies = Vec::new();
     for (i, text) in raw
@@ -780,6 +781,25 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {
         settled_lease: millis("redis.settled-lease-ms", raw.settled_lease_ms, 3_600_000)?,
         key_prefix,
     })
+}
+
+fn spool_fsync(mode: Option<&str>, period_ms: Option<u64>) -> Result<SpoolFsync, Invalid> {
+    match mode {
+        None | Some("per-answer") if period_ms.is_some() => Err((
+            "usage.fsync-period-ms".into(),
+            "applies only with usage.fsync = \"periodic\"".into(),
+        )),
+        None | Some("per-answer") => Ok(SpoolFsync::PerAnswer),
+        Some("periodic") => Ok(SpoolFsync::Periodic(millis(
+            "usage.fsync-period-ms",
+            period_ms,
+            10,
+        )?)),
+        Some(other) => Err((
+            "usage.fsync".into(),
+            format!("`{other}` is not one of: per-answer, periodic"),
+        )),
+    }
 }
 
 fn millis(key: &str, value: Option<u64>, default: u64) -> Result<Duration, Invalid> {

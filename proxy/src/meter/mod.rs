@@ -2,6 +2,7 @@
 //! that takes metered events off the request path.
 
 pub mod adopt;
+mod fsync;
 pub mod openai;
 pub mod spool;
 pub use tokenroute_providers::sse;

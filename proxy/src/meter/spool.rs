@@ -1,10 +1,11 @@
-//! The usage spool: every metered event is appended to a local file and fsynced
-//! (in batches: one fsync serves every request that arrived meanwhile) before the
-//! client receives the end of its answer. A separate writer moves events from the
-//! spool into the store; a segment file is deleted only once all its events are
-//! committed. So a crash, or a store that is down for minutes, loses nothing: on the
-//! next start the remaining segments are replayed, and the store's unique request ids
-//! make a replay charge nothing twice.
+//! The usage spool: every metered event is appended to a local file before the
+//! client receives the end of its answer, and fsynced — by default before that end
+//! too (one fsync serves every request that arrived meanwhile); with `usage.fsync =
+//! "periodic"` by a background thread instead ([`SpoolFsync`]). A separate writer
+//! moves fsynced events from the spool into the store; a segment file is deleted only
+//! once all its events are committed. So a crash, or a store that is down for
+//! minutes, loses nothing: on the next start the remaining segments are replayed, and
+//! the store's unique request ids make a replay charge nothing twice.
 //!
 //! Files: `<dir>/usage-<seq>.jsonl`, one JSON event per line, and `<dir>/LOCK`, held
 //! by the one process that owns the directory. Several processes share a configured
@@ -18,8 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokenroute_domain::config::SpoolFsync;
 use tokenroute_domain::UsageEvent;
 use tokio::sync::{mpsc, oneshot, watch};
+
+use super::fsync::Syncer;
 
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -28,6 +32,7 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// A segment is closed (and can be deleted once written) past this size.
     pub segment_bytes: u64,
+    pub fsync: SpoolFsync,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +89,8 @@ pub struct Durable {
     pub closed: bool,
 }
 
-/// An event on its way to the spool; `ack` (if any) hears when it is on disk.
+/// An event on its way to the spool; `ack` (if any) hears when it is written (and,
+/// with [`SpoolFsync::PerAnswer`], fsynced).
 pub struct Submission {
     pub event: UsageEvent,
     pub ack: Option<oneshot::Sender<()>>,
@@ -154,8 +160,9 @@ impl Spool {
         &self.config.dir
     }
 
-    /// Starts the spooler on its own thread (file writes and fsync block). It stops
-    /// when every sender of `rx` is gone, after writing what they sent.
+    /// Starts the spooler on its own thread (file writes and fsync block), and with
+    /// [`SpoolFsync::Periodic`] its fsync thread. It stops when every sender of `rx` is
+    /// gone, after writing (and fsyncing) what they sent.
     pub fn start(
         self,
         rx: mpsc::Receiver<Submission>,
@@ -180,22 +187,29 @@ impl Spool {
             stats: self.stats.clone(),
             max_bytes: self.config.max_bytes,
         };
+        let thread_error = |e: std::io::Error| SpoolError::Io {
+            path: "spool thread".into(),
+            message: e.to_string(),
+        };
+        let durability = match self.config.fsync {
+            SpoolFsync::PerAnswer => Durability::PerAnswer(durable_tx),
+            SpoolFsync::Periodic(period) => {
+                Durability::Periodic(Syncer::start(period, durable_tx).map_err(thread_error)?)
+            }
+        };
         let spooler = Spooler {
             config: self.config,
             stats: self.stats,
             seq: self.next_seq,
             file: None,
             len: 0,
-            durable: durable_tx,
+            durability,
             lock: self._lock,
         };
         let thread = std::thread::Builder::new()
             .name("tokenroute-spool".into())
             .spawn(move || spooler.run(rx, batch_size))
-            .map_err(|e| SpoolError::Io {
-                path: "spool thread".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(thread_error)?;
         Ok((thread, durable_rx, files))
     }
 }
@@ -204,12 +218,20 @@ struct Spooler {
     config: SpoolConfig,
     stats: Arc<SpoolStats>,
     seq: u64,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     len: u64,
-    durable: watch::Sender<Durable>,
+    durability: Durability,
     /// Kept open (and locked) for as long as the spooler runs.
     #[allow(dead_code)]
     lock: File,
+}
+
+/// Who fsyncs, and so who publishes what is durable.
+enum Durability {
+    /// The spooler, before it acknowledges a batch.
+    PerAnswer(watch::Sender<Durable>),
+    /// The fsync thread, after the spooler acknowledged the batch.
+    Periodic(Syncer),
 }
 
 impl Spooler {
@@ -231,7 +253,7 @@ impl Spooler {
                     buf.push(b'\n');
                 }
             }
-            self.append_durably(&buf);
+            self.append_reliably(&buf);
             self.stats
                 .pending_events
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -241,16 +263,24 @@ impl Spooler {
                 }
             }
         }
-        let _ = self.durable.send(Durable {
+        // After a segment was closed, `seq` is the next one (empty): the reader then
+        // sees the last written segment as complete.
+        let last = Durable {
             seq: self.seq,
             len: self.len,
             closed: true,
-        });
+        };
+        match self.durability {
+            Durability::PerAnswer(durable) => {
+                let _ = durable.send(last);
+            }
+            Durability::Periodic(syncer) => syncer.close(last),
+        }
     }
 
-    /// Appends and fsyncs; on failure retries (with a warning) until the disk takes
-    /// it: an event a client was charged for is never dropped.
-    fn append_durably(&mut self, buf: &[u8]) {
+    /// Appends (and, per answer, fsyncs); on failure retries (with a warning) until
+    /// the disk takes it: an event a client was charged for is never dropped.
+    fn append_reliably(&mut self, buf: &[u8]) {
         let mut backoff = Duration::from_millis(10);
         loop {
             match self.append(buf) {
@@ -271,11 +301,20 @@ impl Spooler {
         self.stats
             .full
             .store(bytes >= self.config.max_bytes, Ordering::Relaxed);
-        let _ = self.durable.send(Durable {
-            seq: self.seq,
-            len: self.len,
-            closed: false,
-        });
+        match (&self.durability, &self.file) {
+            (Durability::PerAnswer(durable), _) => {
+                let _ = durable.send(Durable {
+                    seq: self.seq,
+                    len: self.len,
+                    closed: false,
+                });
+            }
+            (Durability::Periodic(syncer), Some(file)) => {
+                let path = segment_path(&self.config.dir, self.seq);
+                syncer.written(self.seq, file, &path, self.len);
+            }
+            (Durability::Periodic(_), None) => {}
+        }
         if self.len >= self.config.segment_bytes {
             self.seq += 1;
             self.file = None;
@@ -292,11 +331,14 @@ impl Spooler {
                 .open(&path)
                 .map_err(|e| io_error(&path, e))?;
             self.len = file.metadata().map_err(|e| io_error(&path, e))?.len();
-            self.file = Some(file);
+            self.file = Some(Arc::new(file));
         }
-        if let Some(file) = self.file.as_mut() {
+        if let Some(file) = self.file.as_deref() {
+            let mut file = file;
             file.write_all(buf).map_err(|e| io_error(&path, e))?;
-            file.sync_data().map_err(|e| io_error(&path, e))?;
+            if let Durability::PerAnswer(_) = self.durability {
+                file.sync_data().map_err(|e| io_error(&path, e))?;
+            }
         }
         self.len += buf.len() as u64;
         Ok(())
@@ -575,7 +617,59 @@ mod tests {
             dir: dir.to_path_buf(),
             max_bytes: 1 << 30,
             segment_bytes,
+            fsync: SpoolFsync::PerAnswer,
         }
+    }
+
+    fn submit(tx: &mpsc::Sender<Submission>, id: &str) {
+        let (ack, acked) = oneshot::channel();
+        tx.blocking_send(Submission {
+            event: event(id),
+            ack: Some(ack),
+        })
+        .unwrap();
+        acked.blocking_recv().unwrap();
+    }
+
+    fn read_all(files: &SpoolFiles, durable: Durable) -> (Vec<String>, Cursor) {
+        let mut at = files.start();
+        let mut read = Vec::new();
+        loop {
+            let (events, next) = files.read(at, durable, 2).unwrap();
+            if events.is_empty() && next == at {
+                return (read, at);
+            }
+            read.extend(events.into_iter().map(|e| e.request_id));
+            at = next;
+        }
+    }
+
+    #[test]
+    fn periodic_fsync_acknowledges_once_written_and_publishes_only_what_it_fsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(SpoolConfig {
+            fsync: SpoolFsync::Periodic(Duration::from_secs(3600)),
+            ..config(dir.path(), 1 << 20)
+        })
+        .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let (thread, durable, files) = spool.start(rx, 8).unwrap();
+        for id in ["p0", "p1", "p2"] {
+            submit(&tx, id);
+        }
+        // Acknowledged: in the file, where a crash of the process cannot take it...
+        let written = fs::read_to_string(segment_path(dir.path(), 1)).unwrap();
+        assert_eq!(written.lines().count(), 3, "{written}");
+        // ...but not fsynced within the hour's period, so not offered to the store.
+        assert_eq!(durable.borrow().len, 0);
+        assert_eq!(read_all(&files, *durable.borrow()).0, Vec::<String>::new());
+        // Stopping fsyncs what is left at once and publishes it.
+        drop(tx);
+        thread.join().unwrap();
+        let last = *durable.borrow();
+        assert!(last.closed);
+        assert_eq!(last.len, written.len() as u64);
+        assert_eq!(read_all(&files, last).0, ["p0", "p1", "p2"]);
     }
 
     #[test]
@@ -613,6 +707,19 @@ mod tests {
 
     #[test]
     fn events_survive_a_restart_and_segments_go_once_read() {
+        for fsync in [
+            SpoolFsync::PerAnswer,
+            SpoolFsync::Periodic(Duration::from_millis(1)),
+        ] {
+            survive_a_restart(fsync);
+        }
+    }
+
+    fn survive_a_restart(fsync: SpoolFsync) {
+        let config = |dir: &Path, segment_bytes| SpoolConfig {
+            fsync,
+            ..config(dir, segment_bytes)
+        };
         let dir = tempfile::tempdir().unwrap();
         {
             let (spool, leftover) = Spool::open(config(dir.path(), 100)).unwrap();
@@ -620,14 +727,8 @@ mod tests {
             let (tx, rx) = mpsc::channel(16);
             let (thread, durable, _files) = spool.start(rx, 8).unwrap();
             for i in 0..5 {
-                // One at a time, each acknowledged once on disk, so segments rotate.
-                let (ack, acked) = oneshot::channel();
-                tx.blocking_send(Submission {
-                    event: event(&format!("r{i}")),
-                    ack: Some(ack),
-                })
-                .unwrap();
-                acked.blocking_recv().unwrap();
+                // One at a time, each acknowledged once written, so segments rotate.
+                submit(&tx, &format!("r{i}"));
             }
             drop(tx);
             thread.join().unwrap();
@@ -661,16 +762,7 @@ mod tests {
 
         let (tx, rx) = mpsc::channel(16);
         let (thread, durable, files) = spool.start(rx, 8).unwrap();
-        let mut at = files.start();
-        let mut read = Vec::new();
-        loop {
-            let (events, next) = files.read(at, *durable.borrow(), 2).unwrap();
-            if events.is_empty() && next == at {
-                break;
-            }
-            read.extend(events.into_iter().map(|e| e.request_id));
-            at = next;
-        }
+        let (read, at) = read_all(&files, *durable.borrow());
         assert_eq!(read, ["r0", "r1", "r2", "r3", "r4"]);
         assert!(
             segments(dir.path()).unwrap().iter().all(|&s| s >= at.seq),

@@ -27,8 +27,9 @@ impl UsageSink {
         UsageSink { tx, stats }
     }
 
-    /// Records an event and waits until it is on disk. Called before the last bytes
-    /// of an answer go to the client, so every answer a client received is metered.
+    /// Records an event and waits until it is in the spool file (and fsynced, unless
+    /// `usage.fsync` is periodic). Called before the last bytes of an answer go to the
+    /// client, so every answer a client received is metered.
     pub async fn record(&self, event: UsageEvent) {
         let (ack, acked) = oneshot::channel();
         let request_id = event.request_id.clone();
