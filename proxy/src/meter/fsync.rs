@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -70,6 +70,8 @@ impl Syncer {
     /// Segment `seq` now holds `len` written bytes.
     pub(super) fn written(&self, seq: u64, file: &Arc<File>, path: &std::path::Path, len: u64) {
         let mut pending = lock(&self.shared);
+        // Only an idle thread waits for a write; during its period it waits for a close.
+        let idle = pending.written.is_empty();
         match pending.written.last_mut() {
             // Reopened after an error, the same segment comes with another handle;
             // either fsyncs the file.
@@ -85,7 +87,9 @@ impl Syncer {
             }),
         }
         drop(pending);
-        self.shared.wake.notify_one();
+        if idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Fsyncs what is left, publishes `last` (closed), and waits for the thread to end.
@@ -100,7 +104,7 @@ impl Syncer {
 
 fn run(shared: &Shared, period: Duration, durable: &watch::Sender<Durable>) {
     loop {
-        let closing = {
+        let (written, closed) = {
             let mut pending = lock(shared);
             while pending.written.is_empty() && pending.closed.is_none() {
                 pending = shared
@@ -108,14 +112,20 @@ fn run(shared: &Shared, period: Duration, durable: &watch::Sender<Durable>) {
                     .wait(pending)
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            pending.closed.is_some()
-        };
-        if !closing {
-            // Let what is written meanwhile share this fsync.
-            std::thread::sleep(period);
-        }
-        let (written, closed) = {
-            let mut pending = lock(shared);
+            // Let what is written during the period share this fsync; a close ends
+            // the wait at once.
+            let deadline = Instant::now() + period;
+            while pending.closed.is_none() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                pending = shared
+                    .wake
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
             (std::mem::take(&mut pending.written), pending.closed)
         };
         for segment in &written {

@@ -663,9 +663,17 @@ mod tests {
         // ...but not fsynced within the hour's period, so not offered to the store.
         assert_eq!(durable.borrow().len, 0);
         assert_eq!(read_all(&files, *durable.borrow()).0, Vec::<String>::new());
-        // Stopping fsyncs what is left at once and publishes it.
+        // Stopping fsyncs what is left at once and publishes it, also when the fsync
+        // thread is already in its period's wait (given time to get there).
+        std::thread::sleep(Duration::from_millis(100));
         drop(tx);
-        thread.join().unwrap();
+        let (joined, stopped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || joined.send(thread.join().is_ok()));
+        assert_eq!(
+            stopped.recv_timeout(Duration::from_secs(30)),
+            Ok(true),
+            "the spool stopped without waiting out the fsync period"
+        );
         let last = *durable.borrow();
         assert!(last.closed);
         assert_eq!(last.len, written.len() as u64);
