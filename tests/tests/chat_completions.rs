@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokenroute_domain::NanoUsd;
+use tokenroute_store::LedgerKind;
 use tokenroute_tests::fake_provider::fixture_events;
 use tokenroute_tests::gateway::{Options, PROVIDER_KEY};
 use tokenroute_tests::{Backend, FakeOpenAi, Gateway, Reply};
@@ -314,6 +315,34 @@ async fn an_exhausted_balance_gets_402_and_no_charge(backend: Backend) {
     let rows = gw.wait_usage(&account, 1).await;
     assert_eq!((rows[0].status, rows[0].cost), (402, NanoUsd::ZERO));
     assert_eq!(gw.store.balance(&account).await.unwrap(), NanoUsd::ZERO);
+
+    // A top-up booked elsewhere (another process's store handle) is usable within
+    // `proxy.balance-refresh-ms` (1 s) and the refresher's coalescing.
+    let booked = gw
+        .store
+        .book(
+            &account,
+            LedgerKind::TopUp,
+            NanoUsd(1_000_000_000),
+            "top-up-elsewhere",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(booked);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = status_of(&gw, &key).await;
+        if got == 200 {
+            break;
+        }
+        assert_eq!(got, 402);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the top-up was not seen within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn malformed_requests_get_400(backend: Backend) {

@@ -441,30 +441,48 @@ impl Drop for Reservation {
     }
 }
 
+/// How long a queued balance refresh waits before the store is read: the request that
+/// queued it has just been admitted and is on its way to the provider, and on a busy
+/// core the read (~0.4 ms on SQLite) would run in its place; refreshes queued meanwhile
+/// share one wake-up. Balances are re-read every `balance-refresh-ms` (1 s) plus this.
+const REFRESH_COALESCE: Duration = Duration::from_millis(10);
+
 /// Serves balance-refresh requests until the book's senders are gone or `shutdown` fires.
 pub async fn run_refresher(
     book: Arc<CreditBook>,
     mut requests: mpsc::Receiver<String>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut due = Vec::new();
     loop {
-        let account_id = tokio::select! {
+        tokio::select! {
             next = requests.recv() => match next {
-                Some(id) => id,
+                Some(id) => due.push(id),
                 None => return,
             },
             _ = shutdown.changed() => return,
-        };
-        if let Err(e) = book.refresh(&account_id).await {
-            tracing::warn!(error = %e, "could not refresh an account balance; keeping the cached one");
-            // Let a later request queue it again.
-            if let Some(entry) = book
-                .accounts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&account_id)
-            {
-                lock(entry).refresh_queued = false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(REFRESH_COALESCE) => {}
+            _ = shutdown.changed() => return,
+        }
+        while let Ok(id) = requests.try_recv() {
+            due.push(id);
+        }
+        due.sort_unstable();
+        due.dedup();
+        for account_id in due.drain(..) {
+            if let Err(e) = book.refresh(&account_id).await {
+                tracing::warn!(error = %e, "could not refresh an account balance; keeping the cached one");
+                // Let a later request queue it again.
+                if let Some(entry) = book
+                    .accounts
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&account_id)
+                {
+                    lock(entry).refresh_queued = false;
+                }
             }
         }
     }
