@@ -301,19 +301,20 @@ impl Spooler {
         self.stats
             .full
             .store(bytes >= self.config.max_bytes, Ordering::Relaxed);
-        match (&self.durability, &self.file) {
-            (Durability::PerAnswer(durable), _) => {
+        match &self.durability {
+            Durability::PerAnswer(durable) => {
                 let _ = durable.send(Durable {
                     seq: self.seq,
                     len: self.len,
                     closed: false,
                 });
             }
-            (Durability::Periodic(syncer), Some(file)) => {
-                let path = segment_path(&self.config.dir, self.seq);
-                syncer.written(self.seq, file, &path, self.len);
+            Durability::Periodic(syncer) => {
+                if let Some(file) = &self.file {
+                    let path = segment_path(&self.config.dir, self.seq);
+                    syncer.written(self.seq, file, &path, self.len);
+                }
             }
-            (Durability::Periodic(_), None) => {}
         }
         if self.len >= self.config.segment_bytes {
             self.seq += 1;
@@ -333,8 +334,7 @@ impl Spooler {
             self.len = file.metadata().map_err(|e| io_error(&path, e))?.len();
             self.file = Some(Arc::new(file));
         }
-        if let Some(file) = self.file.as_deref() {
-            let mut file = file;
+        if let Some(mut file) = self.file.as_deref() {
             file.write_all(buf).map_err(|e| io_error(&path, e))?;
             if let Durability::PerAnswer(_) = self.durability {
                 file.sync_data().map_err(|e| io_error(&path, e))?;
