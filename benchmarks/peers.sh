@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # TokenRoute side by side with its peers, in one run on one machine: LiteLLM's proxy
-# (from PyPI) and Portkey's gateway (from npm), installed into a cache outside the
-# repository, measured the way the performance issue's table of peers was: each
+# (from PyPI), Portkey's gateway (from npm) and TensorZero's gateway (the Rust gateway
+# inside its PyPI package), installed into a cache outside the repository, measured the way the performance issue's table of peers was: each
 # gateway pinned to CPU 0, the load generator and a fast fake provider on CPU 1, small
 # non-streaming chat requests. The direct hop to the fake, nginx proxy_pass (when
 # installed) and TokenRoute's full path are measured in the same run, the same way.
@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # ---- knobs ---------------------------------------------------------------------
-BENCH_PEERS=${BENCH_PEERS:-"litellm portkey"}     # which peers to install and measure
+BENCH_PEERS=${BENCH_PEERS:-"litellm portkey tensorzero"} # which peers to install and measure
 BENCH_DURATION=${BENCH_DURATION:-10}              # seconds per measured run (wrk and load-curve)
 BENCH_WARMUP=${BENCH_WARMUP:-3}                   # seconds of unmeasured wrk load before saturation
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}        # wrk connections (saturation)
@@ -38,6 +38,7 @@ BENCH_LOADGEN_CPUS=${BENCH_LOADGEN_CPUS:-1}       # taskset CPU list: load tools
 BENCH_PEERS_DIR=${BENCH_PEERS_DIR:-$HOME/.cache/tokenroute-peers}
 BENCH_LITELLM_VERSION=${BENCH_LITELLM_VERSION:-1.108.7}
 BENCH_PORTKEY_VERSION=${BENCH_PORTKEY_VERSION:-1.15.2}
+BENCH_TENSORZERO_VERSION=${BENCH_TENSORZERO_VERSION:-2026.6.0}
 # Portkey 1.15.2 with @hono/node-server 1.14 or later (what npm picks) answers every
 # streamed request with HTTP 500 ("TypeError: immutable": it appends its headers to
 # the provider's fetch response; Portkey-AI/gateway#1389): pinned to 1.13.8 (npm
@@ -55,7 +56,7 @@ COMMAND="benchmarks/peers.sh"
 for v in BENCH_PEERS BENCH_DURATION BENCH_WARMUP BENCH_CONNECTIONS BENCH_PEER_RATE \
     BENCH_OPEN_CONNECTIONS BENCH_OPEN_MAX_SECS BENCH_STREAM_RUNS BENCH_STREAM_EVENTS \
     BENCH_EVENT_GAP_MS BENCH_NGINX BENCH_GATEWAY_CPUS BENCH_LOADGEN_CPUS BENCH_LITELLM_VERSION \
-    BENCH_PORTKEY_VERSION BENCH_PORTKEY_NODE_SERVER BENCH_NOISE_LIMIT BENCH_QUIET_WAIT BENCH_SKIP_BUILD; do
+    BENCH_PORTKEY_VERSION BENCH_PORTKEY_NODE_SERVER BENCH_TENSORZERO_VERSION BENCH_NOISE_LIMIT BENCH_QUIET_WAIT BENCH_SKIP_BUILD; do
     # The knobs set explicitly, so that the command in the results reruns it.
     if printenv "$v" >/dev/null; then COMMAND="$v=\"${!v}\" $COMMAND"; fi
 done
@@ -147,6 +148,21 @@ ORPHANS=()
 # ---- the peers: install (cached) ---------------------------------------------------
 LITELLM_DIR=$BENCH_PEERS_DIR/litellm-$BENCH_LITELLM_VERSION
 PORTKEY_DIR=$BENCH_PEERS_DIR/portkey-$BENCH_PORTKEY_VERSION${BENCH_PORTKEY_NODE_SERVER:+-node-server-$BENCH_PORTKEY_NODE_SERVER}
+TENSORZERO_DIR=$BENCH_PEERS_DIR/tensorzero-$BENCH_TENSORZERO_VERSION
+peer_dir() {
+    case $1 in
+        litellm) echo "$LITELLM_DIR" ;;
+        portkey) echo "$PORTKEY_DIR" ;;
+        tensorzero) echo "$TENSORZERO_DIR" ;;
+    esac
+}
+peer_label() {
+    case $1 in
+        litellm) echo LiteLLM ;;
+        portkey) echo Portkey ;;
+        tensorzero) echo TensorZero ;;
+    esac
+}
 # A peer's folder counts as installed only once its `.installed` marker is written.
 install_litellm() {
     [[ -f $LITELLM_DIR/.installed ]] && return 0
@@ -174,6 +190,21 @@ install_portkey() {
         [[ -f $PORTKEY_DIR/node_modules/@portkey-ai/gateway/build/start-server.js ]] &&
         touch "$PORTKEY_DIR/.installed"
 }
+# TensorZero publishes its gateway as a Docker image and as the Rust core of its Python
+# package (the wheel's native module); only the second comes from a registry this
+# machine reaches. The package starts that same gateway as an HTTP server in-process
+# (`_start_http_gateway`, what its `patch_openai_client` uses): the Python thread only
+# waits while the gateway's own threads serve.
+install_tensorzero() {
+    [[ -f $TENSORZERO_DIR/.installed ]] && return 0
+    rm -rf "$TENSORZERO_DIR"
+    mkdir -p "$TENSORZERO_DIR" &&
+        python3 -m venv "$TENSORZERO_DIR/venv" &&
+        "$TENSORZERO_DIR/venv/bin/pip" install --quiet --disable-pip-version-check \
+            "tensorzero==$BENCH_TENSORZERO_VERSION" &&
+        "$TENSORZERO_DIR/venv/bin/python" -c 'from tensorzero import _start_http_gateway' &&
+        touch "$TENSORZERO_DIR/.installed"
+}
 peer_version() {
     case $1 in
         litellm) "$LITELLM_DIR/venv/bin/python" -c 'import importlib.metadata as m; print("litellm " + m.version("litellm"))' 2>/dev/null &&
@@ -181,6 +212,7 @@ peer_version() {
         portkey) python3 -c 'import json, sys; v = [json.load(open(f))["version"] for f in sys.argv[1:]]; print(f"@portkey-ai/gateway {v[0]} (with @hono/node-server {v[1]})")' \
             "$PORTKEY_DIR/node_modules/@portkey-ai/gateway/package.json" \
             "$PORTKEY_DIR/node_modules/@hono/node-server/package.json" && echo "on Node.js $(node --version)" ;;
+        tensorzero) "$TENSORZERO_DIR/venv/bin/python" -c 'import importlib.metadata as m; print("tensorzero " + m.version("tensorzero") + " (its gateway, from the Python package)")' 2>/dev/null ;;
     esac | paste -sd' '
 }
 
@@ -199,10 +231,10 @@ COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 declare -A STATUS VERSION
 for peer in $BENCH_PEERS; do
     case $peer in
-        litellm | portkey) ;;
-        *) die "unknown peer '$peer' in BENCH_PEERS (litellm, portkey)" ;;
+        litellm | portkey | tensorzero) ;;
+        *) die "unknown peer '$peer' in BENCH_PEERS (litellm, portkey, tensorzero)" ;;
     esac
-    dir=$([[ $peer == litellm ]] && echo "$LITELLM_DIR" || echo "$PORTKEY_DIR")
+    dir=$(peer_dir "$peer")
     [[ -f $dir/.installed ]] || log "$peer: installing into $dir"
     if (exec 9>&- && "install_$peer") >"$WORK/install-$peer.log" 2>&1; then
         VERSION[$peer]=$(peer_version "$peer")
@@ -221,8 +253,11 @@ UPS_PORT=$UP_PORT
 start_fake_upstream "$BENCH_LOADGEN_CPUS" --stream-events 20
 log "fake providers on 127.0.0.1:$UP_PORT (fast) and 127.0.0.1:$UPS_PORT ($BENCH_STREAM_EVENTS events, $BENCH_EVENT_GAP_MS ms apart)"
 
-BODY='{"model":"bench/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
-STREAM_BODY='{"model":"bench-stream/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}'
+# The requests, as `body MODEL_PREFIX` writes them; a system that names its models
+# differently sets BODY and STREAM_BODY itself (measure() resets them).
+body() { echo "{\"model\":\"$1bench/gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"; }
+stream_body() { echo "{\"model\":\"$1bench-stream/gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true,\"stream_options\":{\"include_usage\":true}}"; }
+BODY=$(body "") STREAM_BODY=$(stream_body "")
 
 # The gateways reach the fake providers directly, whatever proxy the environment names.
 NO_PROXIES=(-u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy -u ALL_PROXY -u all_proxy)
@@ -316,6 +351,54 @@ start_portkey() {
     URL="http://127.0.0.1:$port/v1/chat/completions"
     STREAM_URL=$URL
     up "$port" "$PID" "$BENCH_START_TIMEOUT"
+}
+start_tensorzero() {
+    local i base
+    cat >"$WORK/tensorzero.toml" <<EOF
+# Generated by benchmarks/peers.sh: two models on the fake providers, no observability
+# database (ClickHouse / Postgres), no key.
+[models."bench/gpt-4o-mini"]
+routing = ["fake"]
+
+[models."bench/gpt-4o-mini".providers.fake]
+type = "openai"
+model_name = "gpt-4o-mini"
+api_base = "http://127.0.0.1:$UP_PORT/v1/"
+api_key_location = "none"
+
+[models."bench-stream/gpt-4o-mini"]
+routing = ["fake"]
+
+[models."bench-stream/gpt-4o-mini".providers.fake]
+type = "openai"
+model_name = "gpt-4o-mini"
+api_base = "http://127.0.0.1:$UPS_PORT/v1/"
+api_key_location = "none"
+EOF
+    cat >"$WORK/tensorzero.py" <<'EOF'
+# Starts TensorZero's gateway as an HTTP server (its own threads) and writes where it listens.
+import os, sys, time, tensorzero
+gateway = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None,
+    postgres_url=None, valkey_url=None, async_setup=False)
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(gateway.base_url)
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+while True:
+    time.sleep(3600)
+EOF
+    rm -f "$WORK/tensorzero.url"
+    launch tensorzero "$BENCH_GATEWAY_CPUS" env "${NO_PROXIES[@]}" -u TENSORZERO_CLICKHOUSE_URL -u TENSORZERO_POSTGRES_URL \
+        "$TENSORZERO_DIR/venv/bin/python" "$WORK/tensorzero.py" "$WORK/tensorzero.toml" "$WORK/tensorzero.url"
+    PID=$LAUNCHED KEY="" HEADERS=() STREAM_HEADERS=()
+    for ((i = 0; i < BENCH_START_TIMEOUT * 10; i++)); do
+        [[ -f $WORK/tensorzero.url ]] && break
+        kill -0 "$PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    base=$(cat "$WORK/tensorzero.url") || return 1 # http://127.0.0.1:PORT/openai/v1
+    URL="$base/chat/completions"
+    STREAM_URL=$URL
+    BODY=$(body tensorzero::model_name::) STREAM_BODY=$(stream_body tensorzero::model_name::)
 }
 
 # load-curve and stream-probe arguments for KEY and the extra HEADERs.
@@ -461,7 +544,7 @@ record() { # record NAME: one TSV row from M
 # measure NAME START_FUNCTION: start, check, measure, stop.
 measure() {
     local name=$1 why
-    M=() PID=0
+    M=() PID=0 BODY=$(body "") STREAM_BODY=$(stream_body "")
     log "$name: starting"
     if ! "$2" 2>>"$WORK/start-$name.log"; then
         M[status]="did not start (see its log: $(tail -n 3 "$WORK/$name.log" 2>/dev/null | tr '\n' ' ' | cut -c1-200))"
@@ -499,7 +582,7 @@ elif [[ $BENCH_NGINX != 0 ]]; then
 fi
 measure TokenRoute start_tokenroute
 for peer in $BENCH_PEERS; do
-    label=$([[ $peer == litellm ]] && echo LiteLLM || echo Portkey)
+    label=$(peer_label "$peer")
     if [[ -n ${STATUS[$peer]:-} ]]; then
         M=([status]="${STATUS[$peer]}")
         record "$label"
@@ -568,6 +651,10 @@ out_lines = [f"# TokenRoute and its peers, side by side — {date}", "",
             "the models as `openai/gpt-4o-mini` with the fake as `api_base`."),
         ("Portkey", "Portkey: `node build/start-server.js --headless` with `NODE_ENV=production`, provider `openai` "
             "and the fake as `x-portkey-custom-host`."),
+        ("TensorZero", "TensorZero: its gateway from the `tensorzero` Python package, started as an HTTP server in "
+            "the Python process (`_start_http_gateway`; the Python thread only sleeps), no observability database, "
+            "the models as `openai` providers with the fake as `api_base`, requested on its OpenAI-compatible "
+            "endpoint as `tensorzero::model_name::bench/gpt-4o-mini`."),
         ("nginx", "nginx: `proxy_pass` with upstream keep-alive, 1 worker.")] if s in by), "",
     "| system | CPU µs per request | saturation req/s (1 core) | CPU use | peak RSS MiB | "
     f"added p50 / p99 ms at {rate} req/s | added first event ms |",
@@ -607,7 +694,7 @@ out_lines.append("")
 t = by.get("TokenRoute")
 ratios = []
 if t and t["status"] == "ok" and num(t, "cpu_us"):
-    for s in ("LiteLLM", "Portkey"):
+    for s in ("LiteLLM", "Portkey", "TensorZero"):
         p = by.get(s)
         if p and p["status"] == "ok" and num(p, "cpu_us"):
             ratios.append((s, num(p, "cpu_us") / num(t, "cpu_us"), num(t, "rps") / num(p, "rps")))
