@@ -375,7 +375,8 @@ model_name = "gpt-4o-mini"
 api_base = "http://127.0.0.1:$UPS_PORT/v1/"
 api_key_location = "none"
 EOF
-    cat >"$WORK/tensorzero.py" <<'EOF'
+    # (Not named tensorzero.py: Python would import the script itself as the package.)
+    cat >"$WORK/start-tensorzero.py" <<'EOF'
 # Starts TensorZero's gateway as an HTTP server (its own threads) and writes where it listens.
 import os, sys, time, tensorzero
 gateway = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None,
@@ -388,7 +389,7 @@ while True:
 EOF
     rm -f "$WORK/tensorzero.url"
     launch tensorzero "$BENCH_GATEWAY_CPUS" env "${NO_PROXIES[@]}" -u TENSORZERO_CLICKHOUSE_URL -u TENSORZERO_POSTGRES_URL \
-        "$TENSORZERO_DIR/venv/bin/python" "$WORK/tensorzero.py" "$WORK/tensorzero.toml" "$WORK/tensorzero.url"
+        "$TENSORZERO_DIR/venv/bin/python" "$WORK/start-tensorzero.py" "$WORK/tensorzero.toml" "$WORK/tensorzero.url"
     PID=$LAUNCHED KEY="" HEADERS=() STREAM_HEADERS=()
     for ((i = 0; i < BENCH_START_TIMEOUT * 10; i++)); do
         [[ -f $WORK/tensorzero.url ]] && break
@@ -547,7 +548,7 @@ measure() {
     M=() PID=0 BODY=$(body "") STREAM_BODY=$(stream_body "")
     log "$name: starting"
     if ! "$2" 2>>"$WORK/start-$name.log"; then
-        M[status]="did not start (see its log: $(tail -n 3 "$WORK/$name.log" 2>/dev/null | tr '\n' ' ' | cut -c1-200))"
+        M[status]="did not start (see its log: $({ tail -n 3 "$WORK/${name,,}.log" 2>/dev/null || true; } | tr '\n' ' ' | cut -c1-200))"
         log "$name ${M[status]}"
         ((PID)) && halt "$PID"
         record "$name"
