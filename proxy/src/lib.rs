@@ -49,10 +49,17 @@ use crate::connections::{ConnectionCounts, PerClientConnections};
 pub use service::TokenRoute;
 pub use state::{BackgroundTasks, ProxyState};
 
-/// Each client connection's read buffer. Pingora's default is 64 KiB, held for as long
-/// as the connection is open — most of what an open stream costs; chat requests are
-/// small, and a large body is read in more pieces.
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
+/// The read buffer under each TLS client connection. Pingora's default is 64 KiB,
+/// held (and zeroed) for as long as the connection is open; rustls asks for a few KiB
+/// per read, so a buffer still saves system calls there, and 16 KiB holds a whole TLS
+/// record.
+const TLS_CLIENT_READ_BUFFER: usize = 16 * 1024;
+
+/// Plain-text client connections read without a buffer of their own: Pingora reads the
+/// request head into its own header buffer and the body into a body buffer sized to
+/// it, so another buffer below them would only add a copy of every request byte, and
+/// 16 KiB to every open stream.
+const PLAIN_CLIENT_READ_BUFFER: usize = 0;
 
 /// The data plane as a Pingora service listening on the configured address.
 pub fn proxy_service(
@@ -78,8 +85,13 @@ pub fn proxy_service(
         "TokenRoute data plane".to_string(),
         PerClientConnections::new(proxy, counts, header_timeout),
     );
+    let read_buffer = if tls.is_some() {
+        TLS_CLIENT_READ_BUFFER
+    } else {
+        PLAIN_CLIENT_READ_BUFFER
+    };
     let mut listener = ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(
-        CLIENT_READ_BUFFER,
+        read_buffer,
         pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     ));
     if let Some((cert, files)) = tls {
