@@ -2,8 +2,9 @@
 # TokenRoute side by side with its peers, in one run on one machine: LiteLLM's proxy
 # (from PyPI), Portkey's gateway (from npm) and TensorZero's gateway (the Rust gateway
 # inside its PyPI package), installed into a cache outside the repository, measured
-# the way the performance issue's table of peers was: each gateway pinned to CPU 0, the load generator and a fast fake provider on CPU 1, small
-# non-streaming chat requests. The direct hop to the fake, nginx proxy_pass (when
+# the way the performance issue's table of peers was: each gateway pinned to CPU 0,
+# the load generator and a fast fake provider on CPU 1, small non-streaming chat
+# requests. The direct hop to the fake, nginx proxy_pass (when
 # installed) and TokenRoute's full path are measured in the same run, the same way.
 #
 #   benchmarks/peers.sh

@@ -56,9 +56,9 @@ pub use state::{BackgroundTasks, ProxyState};
 const TLS_CLIENT_READ_BUFFER: usize = 16 * 1024;
 
 /// Plain-text client connections read without a buffer of their own: Pingora reads the
-/// request head into its own header buffer and the body into a body buffer sized to
-/// it, so another buffer below them would only add a copy of every request byte, and
-/// 16 KiB to every open stream.
+/// request head into its header buffer and the body into its body buffer, so another
+/// buffer below them would only add a copy of every request byte, and 16 KiB to every
+/// open stream.
 const PLAIN_CLIENT_READ_BUFFER: usize = 0;
 
 /// The data plane as a Pingora service listening on the configured address.
