@@ -34,6 +34,7 @@ BENCH_STREAM_RUNS=${BENCH_STREAM_RUNS:-20}        # streamed requests per system
 BENCH_STREAM_EVENTS=${BENCH_STREAM_EVENTS:-200}   # events per streamed answer
 BENCH_EVENT_GAP_MS=${BENCH_EVENT_GAP_MS:-5}       # pause between streamed events
 BENCH_NGINX=${BENCH_NGINX:-auto}                  # auto | 1 | 0
+BENCH_PINGORA=${BENCH_PINGORA:-1}                 # measure Pingora's proxy with no logic (pingora-floor): 1 | 0
 BENCH_GATEWAY_CPUS=${BENCH_GATEWAY_CPUS:-0}       # taskset CPU list: the gateway under test
 BENCH_LOADGEN_CPUS=${BENCH_LOADGEN_CPUS:-1}       # taskset CPU list: load tools and fake providers
 BENCH_PEERS_DIR=${BENCH_PEERS_DIR:-$HOME/.cache/tokenroute-peers}
@@ -56,7 +57,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 COMMAND="benchmarks/peers.sh"
 for v in BENCH_PEERS BENCH_DURATION BENCH_WARMUP BENCH_CONNECTIONS BENCH_PEER_RATE \
     BENCH_OPEN_CONNECTIONS BENCH_OPEN_MAX_SECS BENCH_STREAM_RUNS BENCH_STREAM_EVENTS \
-    BENCH_EVENT_GAP_MS BENCH_NGINX BENCH_GATEWAY_CPUS BENCH_LOADGEN_CPUS BENCH_LITELLM_VERSION \
+    BENCH_EVENT_GAP_MS BENCH_NGINX BENCH_PINGORA BENCH_GATEWAY_CPUS BENCH_LOADGEN_CPUS BENCH_LITELLM_VERSION \
     BENCH_PORTKEY_VERSION BENCH_PORTKEY_NODE_SERVER BENCH_TENSORZERO_VERSION BENCH_NOISE_LIMIT BENCH_QUIET_WAIT BENCH_SKIP_BUILD; do
     # The knobs set explicitly, so that the command in the results reruns it.
     if printenv "$v" >/dev/null; then COMMAND="$v=\"${!v}\" $COMMAND"; fi
@@ -246,7 +247,7 @@ for peer in $BENCH_PEERS; do
     fi
 done
 
-bins tokenroute fake-upstream load-curve stream-probe
+bins tokenroute fake-upstream load-curve stream-probe pingora-floor
 
 # ---- fake providers (CPU 1, with the load tools) -----------------------------------------
 start_fake_upstream "$BENCH_LOADGEN_CPUS" --stream-events "$BENCH_STREAM_EVENTS" --event-gap-ms "$BENCH_EVENT_GAP_MS"
@@ -283,6 +284,17 @@ start_nginx() {
     sed -i "s|^        location / {|        location /stream/ { proxy_pass http://127.0.0.1:$UPS_PORT/; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }\n&|" \
         "$WORK/nginx/nginx.conf"
     launch nginx "$BENCH_GATEWAY_CPUS" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+    PID=$LAUNCHED KEY="" HEADERS=() STREAM_HEADERS=()
+    URL="http://127.0.0.1:$port/v1/chat/completions"
+    STREAM_URL="http://127.0.0.1:$port/stream/v1/chat/completions"
+    up "$port" "$PID" 20
+}
+# Pingora 0.9's proxy with no logic (`pingora-floor`): what any Pingora-based proxy pays.
+start_pingora() {
+    local port
+    port=$(free_port)
+    launch pingora "$BENCH_GATEWAY_CPUS" "$BIN/pingora-floor" --listen "127.0.0.1:$port" \
+        --upstream "127.0.0.1:$UP_PORT" --stream-upstream "127.0.0.1:$UPS_PORT"
     PID=$LAUNCHED KEY="" HEADERS=() STREAM_HEADERS=()
     URL="http://127.0.0.1:$port/v1/chat/completions"
     STREAM_URL="http://127.0.0.1:$port/stream/v1/chat/completions"
@@ -543,11 +555,12 @@ record() { # record NAME: one TSV row from M
 
 # measure NAME START_FUNCTION: start, check, measure, stop.
 measure() {
-    local name=$1 why
+    local name=$1 why short
+    short=${name%% *} short=${short,,} # its log: $WORK/$short.log
     M=() PID=0 BODY=$(body "") STREAM_BODY=$(stream_body "")
     log "$name: starting"
     if ! "$2" 2>>"$WORK/start-$name.log"; then
-        M[status]="did not start (see its log: $({ tail -n 3 "$WORK/${name,,}.log" 2>/dev/null || true; } | tr '\n' ' ' | cut -c1-200))"
+        M[status]="did not start (see its log: $({ tail -n 3 "$WORK/$short.log" 2>/dev/null || true; } | tr '\n' ' ' | cut -c1-200))"
         log "$name ${M[status]}"
         ((PID)) && halt "$PID"
         record "$name"
@@ -580,6 +593,7 @@ elif [[ $BENCH_NGINX == 1 ]]; then
 elif [[ $BENCH_NGINX != 0 ]]; then
     log "nginx is not installed (apt-get install -y nginx-light): measured without it"
 fi
+if [[ $BENCH_PINGORA != 0 ]]; then measure "Pingora (no logic)" start_pingora; fi
 measure TokenRoute start_tokenroute
 for peer in $BENCH_PEERS; do
     label=$(peer_label "$peer")
@@ -655,7 +669,10 @@ out_lines = [f"# TokenRoute and its peers, side by side — {date}", "",
             "the Python process (`_start_http_gateway`; the Python thread only sleeps), no observability database, "
             "the models as `openai` providers with the fake as `api_base`, requested on its OpenAI-compatible "
             "endpoint as `tensorzero::model_name::bench/gpt-4o-mini`."),
-        ("nginx", "nginx: `proxy_pass` with upstream keep-alive, 1 worker.")] if s in by), "",
+        ("nginx", "nginx: `proxy_pass` with upstream keep-alive, 1 worker."),
+        ("Pingora (no logic)", "Pingora (no logic): `pingora-floor`, Pingora 0.9's own HTTP proxy forwarding every "
+            "request to the fake over its keep-alive pool, run as `tokenroute proxy` runs it (one thread, no read buffer "
+            "under plain-text clients): the floor of any proxy built on Pingora.")] if s in by), "",
     "| system | CPU µs per request | saturation req/s (1 core) | CPU use | peak RSS MiB | "
     f"added p50 / p99 ms at {rate} req/s | added first event ms |",
     "|---|---:|---:|---:|---:|---:|---:|"]
@@ -692,6 +709,13 @@ for r in rows:
 out_lines.append("")
 
 t = by.get("TokenRoute")
+floor = [by.get(s) for s in ("nginx", "Pingora (no logic)")]
+if t and t["status"] == "ok" and all(f and f["status"] == "ok" and num(f, "cpu_us") for f in floor):
+    n, p, tc = num(floor[0], "cpu_us"), num(floor[1], "cpu_us"), num(t, "cpu_us")
+    out_lines.append(f"**CPU per request against the floors:** Pingora with no logic {p / n:.1f}× nginx; TokenRoute "
+        f"{tc / n:.1f}× nginx and {tc / p:.1f}× Pingora with no logic — of TokenRoute's {tc:.0f} µs, {p:.0f} are "
+        f"the framework's floor and {tc - p:.0f} its own path (key check, reservation, routing, metering, usage writer).")
+    out_lines.append("")
 ratios = []
 if t and t["status"] == "ok" and num(t, "cpu_us"):
     for s in ("LiteLLM", "Portkey", "TensorZero"):

@@ -14,8 +14,8 @@ use tokenroute_store::{LedgerKind, NewKey, Store};
 /// mimalloc instead of the system allocator: the request path allocates and frees
 /// many small buffers (headers, JSON, events) on one thread, which glibc's malloc
 /// serves slower (measured under load: allocation was ~8% of the data plane's CPU).
-/// Built without transparent huge pages (see `cli/Cargo.toml`): they doubled the
-/// memory an open stream holds.
+/// Built without transparent huge pages (see the workspace's `Cargo.toml`): they
+/// doubled the memory an open stream holds.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
