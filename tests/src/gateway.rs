@@ -27,6 +27,8 @@ pub struct Options {
     pub control_plane_toml: String,
     /// More keys of the `[log]` section (e.g. `trusted-proxies`).
     pub log_toml: String,
+    /// More keys of the `[usage]` section (e.g. `commit-interval-ms`).
+    pub usage_toml: String,
     /// More config (e.g. `[oidc]`, `[stripe]` sections), appended to the file.
     pub extra_toml: String,
     /// The `[routing]` section's keys. Default: no active health checks and a circuit
@@ -50,6 +52,7 @@ impl Default for Options {
             proxy_toml: String::new(),
             control_plane_toml: String::new(),
             log_toml: String::new(),
+            usage_toml: String::new(),
             extra_toml: String::new(),
             routing_toml: "health-check-interval-ms = 0\nbreaker-failures = 1000000\n".into(),
             env: Vec::new(),
@@ -116,6 +119,7 @@ url = "{url}"
 
 [usage]
 spool-dir = "{spool}"
+{usage_extra}
 
 [metrics]
 listen = "127.0.0.1:0"
@@ -231,6 +235,7 @@ context-window = 1000
             cp_extra = opts.control_plane_toml,
             proxy_extra = opts.proxy_toml,
             log_extra = opts.log_toml,
+            usage_extra = opts.usage_toml,
             cp_port = opts.control_plane_port.unwrap_or_else(free_port),
             port = free_port(),
             max_body = opts.max_body_bytes,

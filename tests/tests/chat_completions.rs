@@ -511,6 +511,33 @@ async fn a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate(backend: Ba
     assert!(rows[0].output_tokens > 0 && rows[0].cost.is_positive());
 }
 
+/// The first usage after a quiet spell reaches the store one commit interval after it
+/// is on disk, not at once: a client calling in a loop sends its next request as the
+/// answer ends, and the commit would run on the same core just then. Nothing waits for
+/// it (balances are kept in memory) and nothing is lost: the row arrives.
+async fn usage_after_a_quiet_spell_is_committed_one_interval_later(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        usage_toml: "commit-interval-ms = 2000\n".into(),
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, account, _) = gw.key_with_credits("alice@example.com", "10").await;
+
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 200);
+    // The usage was on disk before the answer's body was sent.
+    let answered = std::time::Instant::now();
+    resp.bytes().await.unwrap();
+    let rows = gw.wait_usage(&account, 1).await;
+    assert!(
+        answered.elapsed() >= Duration::from_millis(1500),
+        "committed {:?} after the answer, before the 2 s interval",
+        answered.elapsed()
+    );
+    assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (24, 8));
+}
+
 tokenroute_tests::on_both_stores!(
     non_streaming_request_is_metered_to_the_nano_dollar,
     streaming_request_is_metered_from_the_usage_chunk,
@@ -523,4 +550,5 @@ tokenroute_tests::on_both_stores!(
     a_body_over_the_limit_gets_413,
     provider_failures_get_502_or_504_and_no_charge,
     a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate,
+    usage_after_a_quiet_spell_is_committed_one_interval_later,
 );

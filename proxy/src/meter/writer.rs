@@ -84,9 +84,12 @@ impl UsageWriter {
         let mut at = self.files.start();
         let mut drain_deadline: Option<Instant> = None;
         let mut last_warning = Instant::now() - Duration::from_secs(60);
-        // When the last commit took everything there was: wait out the interval, so
-        // that what arrives meanwhile goes in one transaction (a store's cost is per
-        // commit as much as per row), unless shutting down.
+        // When the last commit took everything there was, or the first events after a
+        // quiet spell have arrived: wait out the interval, so that what arrives
+        // meanwhile goes in one transaction (a store's cost is per commit as much as per
+        // row), unless shutting down. After a quiet spell the wait also keeps the
+        // commit off the moment the answer ended: a client calling in a loop sends its
+        // next request then, and the commit would share the core with it.
         let mut caught_up_at: Option<Instant> = None;
         loop {
             if let (Some(at), None) = (caught_up_at.take(), drain_deadline) {
@@ -113,7 +116,12 @@ impl UsageWriter {
                     return;
                 }
                 tokio::select! {
-                    changed = self.durable.changed() => if changed.is_err() { return },
+                    changed = self.durable.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        caught_up_at = Some(Instant::now());
+                    }
                     _ = shutdown.changed(), if drain_deadline.is_none() => {
                         drain_deadline = Some(Instant::now() + SHUTDOWN_DRAIN);
                     }
