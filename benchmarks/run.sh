@@ -739,7 +739,7 @@ fi
 TRANSLATE_ROWS=""
 if ((BENCH_TRANSLATE)); then
     log "translation + metering per streamed event (criterion)"
-    export TOKENROUTE_FIXTURES="$ROOT/../shared/fixtures/providers"
+    export TOKENROUTE_FIXTURES="$ROOT/fixtures/providers"
     if BENCHER=$(cd "$SRC" && pinned "$BENCH_PROXY_CPUS" cargo bench --quiet -p tokenroute-proxy --bench stream_event -- \
         --output-format bencher --warm-up-time 1 --measurement-time 3 2>>"$WORK/criterion.log" | grep '^test ' || true); then
         # test stream_event/<dialect>/<events> ... bench: <ns> ns/iter (+/- <ns>)
@@ -854,7 +854,7 @@ if [[ -n $TRANSLATE_ROWS ]]; then
 
 ### Translation + metering per streamed event
 
-A provider's whole stream (the transcripts in `shared/fixtures/providers/`, read in
+A provider's whole stream (the transcripts in `fixtures/providers/`, read in
 512-byte pieces) through the dialect adapter into OpenAI events, the SSE reader and
 the meter — the synchronous work the data plane does for every event
 (`cargo bench -p tokenroute-proxy --bench stream_event`, criterion, release build).

@@ -1,5 +1,5 @@
 //! `fake-upstream`: a tiny, fast provider for load tests, in the three dialects
-//! TokenRoute speaks upstream (the wire shapes of `shared/fixtures/providers/`).
+//! TokenRoute speaks upstream (the wire shapes of `fixtures/providers/`).
 //!
 //! - OpenAI: `POST /v1/chat/completions` answers a fixed `chat.completion` with a
 //!   `usage` object, or — for `"stream": true` — `--stream-events`

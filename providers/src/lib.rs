@@ -2,7 +2,7 @@
 //!
 //! Everything here is pure and synchronous — bytes in, bytes out, no I/O — so it
 //! runs inside the data plane's streaming loop and is testable (and fuzzable) on the
-//! transcripts in `shared/fixtures/providers/`.
+//! transcripts in `fixtures/providers/`.
 //!
 //! The data plane speaks OpenAI Chat Completions internally: every upstream adapter
 //! turns an OpenAI chat request into its provider's request, and turns the provider's

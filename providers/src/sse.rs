@@ -185,7 +185,7 @@ mod tests {
             ("gemini/generate-stream.sse", false),
         ] {
             let path = format!(
-                "{}/../../shared/fixtures/providers/{file}",
+                "{}/../fixtures/providers/{file}",
                 env!("CARGO_MANIFEST_DIR")
             );
             let bytes = std::fs::read(&path).unwrap();

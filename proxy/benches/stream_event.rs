@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Translation + metering per streamed event: a provider's stream (the transcripts
-//! in `shared/fixtures/providers/`) through the dialect adapter into OpenAI events,
+//! in `fixtures/providers/`) through the dialect adapter into OpenAI events,
 //! the SSE reader and the meter — the synchronous work the data plane does for every
 //! event of every stream. `cargo bench -p tokenroute-proxy --bench stream_event`.
 
@@ -12,14 +12,10 @@ use tokenroute_proxy::meter::openai::StreamMeter;
 use tokenroute_proxy::meter::sse::SseSplitter;
 
 /// The transcripts: `TOKENROUTE_FIXTURES` when set (a checkout elsewhere), else the
-/// `shared/` folder beside the repository.
+/// repository's `fixtures/providers/`.
 fn fixture(path: &str) -> Vec<u8> {
-    let dir = std::env::var("TOKENROUTE_FIXTURES").unwrap_or_else(|_| {
-        format!(
-            "{}/../../shared/fixtures/providers",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
+    let dir = std::env::var("TOKENROUTE_FIXTURES")
+        .unwrap_or_else(|_| format!("{}/../fixtures/providers", env!("CARGO_MANIFEST_DIR")));
     let full = format!("{dir}/{path}");
     std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
 }

@@ -1,5 +1,5 @@
 //! A fake provider that speaks all three dialects on one server, with the shapes in
-//! `shared/fixtures/providers/`, streaming included, and records what it got:
+//! `fixtures/providers/`, streaming included, and records what it got:
 //! OpenAI (`POST /v1/chat/completions`), Anthropic (`POST /v1/messages`) and Gemini
 //! (`POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent?alt=sse`).
 //!

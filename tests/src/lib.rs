@@ -1,6 +1,6 @@
 //! The end-to-end harness: a real TokenRoute (both planes, in-process, real sockets),
 //! a fake provider speaking OpenAI's, Anthropic's and Gemini's wire formats (the
-//! shapes of `shared/fixtures/providers/`),
+//! shapes of `fixtures/providers/`),
 //! and a fresh store per test on SQLite or Postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -23,10 +23,10 @@ pub use fake_stripe::FakeStripe;
 pub use gateway::Gateway;
 pub use oidc_server::OidcServer;
 
-/// Reads a provider fixture from `shared/fixtures/providers/`.
+/// Reads a provider fixture from `fixtures/providers/`.
 pub fn fixture(path: &str) -> Vec<u8> {
     let full = format!(
-        "{}/../../shared/fixtures/providers/{path}",
+        "{}/../fixtures/providers/{path}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))

@@ -1,6 +1,6 @@
 //! Any client surface to any provider: OpenAI Chat Completions and Anthropic Messages
 //! clients, against OpenAI, Anthropic and Gemini upstreams (fakes that serve the
-//! shapes in `shared/fixtures/providers/`), whole and streamed, metered exactly —
+//! shapes in `fixtures/providers/`), whole and streamed, metered exactly —
 //! and provider errors in the client's own shape. On SQLite (the store is not what
 //! these exercise; the metering suites run on both).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -212,7 +212,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../../shared/fixtures/providers/openai/{name}",
+            "{}/../fixtures/providers/openai/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(path).unwrap()

@@ -1,5 +1,5 @@
 //! Tests of the Anthropic adapter, on the provider transcripts in
-//! `shared/fixtures/providers/anthropic/` where one exists.
+//! `fixtures/providers/anthropic/` where one exists.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,7 +14,7 @@ use serde_json::Value;
 fn fixture(name: &str) -> Vec<u8> {
     let dir = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/providers/anthropic"
+        "/../fixtures/providers/anthropic"
     );
     std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
 }

@@ -1,4 +1,4 @@
-//! Tests of the Gemini adapter, on the transcripts in `shared/fixtures/providers/gemini`.
+//! Tests of the Gemini adapter, on the transcripts in `fixtures/providers/gemini`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod embeddings;
@@ -14,7 +14,7 @@ macro_rules! fixture {
     ($name:literal) => {
         std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/providers/gemini/",
+            "/../fixtures/providers/gemini/",
             $name
         ))
         .expect($name)

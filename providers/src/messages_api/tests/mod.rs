@@ -1,5 +1,5 @@
 //! Tests of the Messages surface, on the provider transcripts in
-//! `shared/fixtures/providers/` and on hand-written requests.
+//! `fixtures/providers/` and on hand-written requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,10 +11,10 @@ mod stream;
 
 use serde_json::Value;
 
-/// A transcript from `shared/fixtures/providers/`, e.g. `openai/chat.json`.
+/// A transcript from `fixtures/providers/`, e.g. `openai/chat.json`.
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/fixtures/providers/{name}",
+        "{}/../fixtures/providers/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
