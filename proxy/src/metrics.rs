@@ -147,7 +147,7 @@ impl ProxyMetrics {
             spool_bytes: gauge(
                 registry,
                 "tokenroute_usage_spool_bytes",
-                "Bytes of metered usage in the local spool, not yet deleted.",
+                "Bytes of metered usage in the local spool, not yet committed to the store.",
             )?,
             spool_pending: gauge(
                 registry,

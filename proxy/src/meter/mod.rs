@@ -4,6 +4,7 @@
 pub mod adopt;
 mod fsync;
 pub mod openai;
+mod prezero;
 pub mod spool;
 pub use tokenroute_providers::sse;
 

@@ -7,13 +7,16 @@
 //! minutes, loses nothing: on the next start the remaining segments are replayed, and
 //! the store's unique request ids make a replay charge nothing twice.
 //!
-//! Files: `<dir>/usage-<seq>.jsonl`, one JSON event per line, and `<dir>/LOCK`, held
+//! Files: `<dir>/usage-<seq>.jsonl`, one JSON event per line, then (in a segment that
+//! was zeroed ahead of use, see [`super::prezero`]) zero bytes to the end of the file;
+//! `<dir>/prepared.zero`, the next segment's file, zeroed; and `<dir>/LOCK`, held
 //! by the one process that owns the directory. Several processes share a configured
 //! spool folder through slots (`<dir>`, `<dir>/instance-N`, see [`SLOTS`]); a slot
 //! left by a stopped process is an [`Orphan`] the others drain into the store.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use tokenroute_domain::UsageEvent;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::fsync::Syncer;
+use super::prezero::{self, Prezeroed};
 
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
@@ -55,7 +59,8 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> SpoolError {
 /// How full the spool is; shared by the spooler, the writer and the request path.
 #[derive(Debug, Default)]
 pub struct SpoolStats {
-    /// Bytes in segment files not yet deleted.
+    /// Bytes of events in the spool not yet committed to the store (what a segment
+    /// holds past its data, zeros, does not count).
     pub bytes: AtomicU64,
     /// Events written to the spool and not yet committed to the store.
     pub pending_events: AtomicU64,
@@ -132,9 +137,11 @@ impl Spool {
         for &seq in &leftover {
             let path = segment_path(&config.dir, seq);
             let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
-            stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            let (parsed, _) = parse_lines(&bytes, true);
-            events.extend(parsed);
+            let parsed = parse_lines(&bytes, true);
+            stats
+                .bytes
+                .fetch_add(parsed.consumed as u64, Ordering::Relaxed);
+            events.extend(parsed.events);
         }
         stats
             .pending_events
@@ -197,12 +204,16 @@ impl Spool {
                 Durability::Periodic(Syncer::start(period, durable_tx).map_err(thread_error)?)
             }
         };
+        let prezeroed =
+            Prezeroed::start(&self.config.dir, self.config.segment_bytes).map_err(thread_error)?;
         let spooler = Spooler {
             config: self.config,
             stats: self.stats,
             seq: self.next_seq,
             file: None,
             len: 0,
+            zeroed: false,
+            prezeroed,
             durability,
             lock: self._lock,
         };
@@ -219,7 +230,11 @@ struct Spooler {
     stats: Arc<SpoolStats>,
     seq: u64,
     file: Option<Arc<File>>,
+    /// Bytes of events in segment `seq`: where the next write goes.
     len: u64,
+    /// Segment `seq` was zeroed ahead of use.
+    zeroed: bool,
+    prezeroed: Prezeroed,
     durability: Durability,
     /// Kept open (and locked) for as long as the spooler runs.
     #[allow(dead_code)]
@@ -317,25 +332,44 @@ impl Spooler {
             }
         }
         if self.len >= self.config.segment_bytes {
-            self.seq += 1;
-            self.file = None;
-            self.len = 0;
+            self.next_segment();
+        } else if self.len >= self.config.segment_bytes / 2 {
+            self.prezeroed.want();
         }
     }
 
+    fn next_segment(&mut self) {
+        self.seq += 1;
+        self.file = None;
+        self.len = 0;
+        self.zeroed = false;
+    }
+
     fn append(&mut self, buf: &[u8]) -> Result<(), SpoolError> {
+        // A segment started in a plain file (none was zeroed yet: just after the
+        // start, or when zeroing failed) ends as soon as a zeroed one is ready.
+        if self.file.is_some() && !self.zeroed && self.len > 0 && self.prezeroed.is_ready() {
+            self.next_segment();
+        }
         let path = segment_path(&self.config.dir, self.seq);
         if self.file.is_none() {
+            // `len` stays what it was when the same segment is reopened after an
+            // error: the write is retried at the same place, over whatever part of it
+            // reached the file.
+            if self.len == 0 {
+                self.zeroed = self.prezeroed.take(&path).map_err(|e| io_error(&path, e))?;
+            }
             let file = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .truncate(false)
+                .write(true)
                 .open(&path)
                 .map_err(|e| io_error(&path, e))?;
-            self.len = file.metadata().map_err(|e| io_error(&path, e))?.len();
             self.file = Some(Arc::new(file));
         }
-        if let Some(mut file) = self.file.as_deref() {
-            file.write_all(buf).map_err(|e| io_error(&path, e))?;
+        if let Some(file) = self.file.as_deref() {
+            file.write_all_at(buf, self.len)
+                .map_err(|e| io_error(&path, e))?;
             if let Durability::PerAnswer(_) = self.durability {
                 file.sync_data().map_err(|e| io_error(&path, e))?;
             }
@@ -354,6 +388,16 @@ pub struct SpoolFiles {
     max_bytes: u64,
 }
 
+/// Events read from the spool, in order.
+#[derive(Debug)]
+pub struct Batch {
+    pub events: Vec<UsageEvent>,
+    /// Where the next read starts.
+    pub next: Cursor,
+    /// Bytes of the spool these events took.
+    pub bytes: u64,
+}
+
 /// A position in the spool: segment and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -370,14 +414,14 @@ impl SpoolFiles {
     }
 
     /// Reads up to `max_events` complete events after `at`, not past `durable`.
-    /// Returns them with the cursor just after them. A segment that is complete
-    /// (older than `durable.seq`) and fully read is deleted and the cursor moves on.
+    /// A segment that is complete (older than `durable.seq`) and fully read is
+    /// deleted and the cursor moves on.
     pub fn read(
         &self,
         at: Cursor,
         durable: Durable,
         max_events: usize,
-    ) -> Result<(Vec<UsageEvent>, Cursor), SpoolError> {
+    ) -> Result<Batch, SpoolError> {
         let mut at = at;
         loop {
             let path = segment_path(&self.dir, at.seq);
@@ -399,25 +443,37 @@ impl SpoolFiles {
                 let mut bytes = vec![0; usize::try_from(want).unwrap_or(0)];
                 file.read_exact(&mut bytes)
                     .map_err(|e| io_error(&path, e))?;
-                let (events, consumed) = parse_limited(&bytes, complete, max_events);
-                if consumed > 0 || !events.is_empty() {
-                    return Ok((
-                        events,
-                        Cursor {
+                // A line cut by the end of this read is not torn unless the
+                // segment's data ends there.
+                let to_end = at.offset + want == end;
+                let parsed = parse_limited(&bytes, complete && to_end, max_events);
+                // Past the data of a closed segment there are only zeros.
+                let offset = if parsed.padding && complete {
+                    end
+                } else {
+                    at.offset + parsed.consumed as u64
+                };
+                if parsed.consumed > 0 {
+                    return Ok(Batch {
+                        events: parsed.events,
+                        next: Cursor {
                             seq: at.seq,
-                            offset: at.offset + consumed as u64,
+                            offset,
                         },
-                    ));
+                        bytes: parsed.consumed as u64,
+                    });
                 }
+                at.offset = offset;
             }
-            if !complete {
-                return Ok((Vec::new(), at));
+            if !complete || at.offset < end {
+                return Ok(Batch {
+                    events: Vec::new(),
+                    next: at,
+                    bytes: 0,
+                });
             }
             // Fully read and closed: its events are committed (the caller commits
             // before asking for more), so the file can go.
-            if let Ok(m) = fs::metadata(&path) {
-                self.stats.bytes.fetch_sub(m.len(), Ordering::Relaxed);
-            }
             fs::remove_file(&path).or_else(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
                     Ok(())
@@ -425,10 +481,6 @@ impl SpoolFiles {
                     Err(io_error(&path, e))
                 }
             })?;
-            let bytes = self.stats.bytes.load(Ordering::Relaxed);
-            self.stats
-                .full
-                .store(bytes >= self.max_bytes, Ordering::Relaxed);
             at = Cursor {
                 seq: at.seq + 1,
                 offset: 0,
@@ -436,14 +488,25 @@ impl SpoolFiles {
         }
     }
 
-    /// Marks `n` events as committed to the store.
-    pub fn committed(&self, n: usize) {
+    /// Marks a batch as committed to the store.
+    pub fn committed(&self, batch: &Batch) {
         self.stats
             .last_commit_ms
             .store(tokenroute_domain::clock::now_ms(), Ordering::Relaxed);
         self.stats
             .pending_events
-            .fetch_sub(n as u64, Ordering::Relaxed);
+            .fetch_sub(batch.events.len() as u64, Ordering::Relaxed);
+        let before = self
+            .stats
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(batch.bytes))
+            })
+            .unwrap_or_default();
+        let bytes = before.saturating_sub(batch.bytes);
+        self.stats
+            .full
+            .store(bytes >= self.max_bytes, Ordering::Relaxed);
     }
 }
 
@@ -497,7 +560,7 @@ impl Orphan {
         for &seq in &segments {
             let path = segment_path(dir, seq);
             let bytes = fs::read(&path).map_err(|e| io_error(&path, e))?;
-            events.extend(parse_lines(&bytes, true).0);
+            events.extend(parse_lines(&bytes, true).events);
         }
         Ok(Some(Orphan {
             dir: dir.to_path_buf(),
@@ -517,6 +580,8 @@ impl Orphan {
             let path = segment_path(&self.dir, seq);
             fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
         }
+        // The next segment its process had zeroed: no one may start here again.
+        let _ = fs::remove_file(self.dir.join(prezero::READY));
         Ok(())
     }
 }
@@ -541,36 +606,54 @@ fn segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     Ok(seqs)
 }
 
+/// Events read from a piece of a segment.
+struct Parsed {
+    events: Vec<UsageEvent>,
+    /// Bytes of data (events, and a torn last line when skipped) read.
+    consumed: usize,
+    /// The data ended: a zero byte follows, and zeros to the end of the segment.
+    padding: bool,
+}
+
 /// Parses complete lines. When `complete`, a torn last line (a crash mid-write: never
 /// acknowledged, so no client saw its answer end) is skipped and counted as consumed.
-fn parse_lines(bytes: &[u8], complete: bool) -> (Vec<UsageEvent>, usize) {
+fn parse_lines(bytes: &[u8], complete: bool) -> Parsed {
     parse_limited(bytes, complete, usize::MAX)
 }
 
-fn parse_limited(bytes: &[u8], complete: bool, max_events: usize) -> (Vec<UsageEvent>, usize) {
-    let mut events = Vec::new();
-    let mut consumed = 0;
-    for line in bytes.split_inclusive(|&b| b == b'\n') {
-        if events.len() >= max_events {
-            break;
+fn parse_limited(bytes: &[u8], complete: bool, max_events: usize) -> Parsed {
+    // Zeros follow the data of a zeroed segment. After a crash the data that was
+    // written but not yet fsynced (never acknowledged) may also have holes of zeros:
+    // whatever follows the first zero byte is not an event anyone was told of.
+    let data_end = memchr::memchr(0, bytes);
+    let data = &bytes[..data_end.unwrap_or(bytes.len())];
+    let mut parsed = Parsed {
+        events: Vec::new(),
+        consumed: 0,
+        padding: false,
+    };
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        if parsed.events.len() >= max_events {
+            return parsed;
         }
         if !line.ends_with(b"\n") {
-            if complete {
+            if complete || data_end.is_some() {
                 tracing::warn!(
                     bytes = line.len(),
                     "skipping a torn line at the end of a usage spool segment"
                 );
-                consumed += line.len();
+                parsed.consumed += line.len();
             }
             break;
         }
-        consumed += line.len();
+        parsed.consumed += line.len();
         match serde_json::from_slice::<UsageEvent>(line) {
-            Ok(event) => events.push(event),
+            Ok(event) => parsed.events.push(event),
             Err(e) => tracing::error!(error = %e, "skipping an unreadable usage spool line"),
         }
     }
-    (events, consumed)
+    parsed.padding = data_end.is_some();
+    parsed
 }
 
 #[cfg(test)]
@@ -587,6 +670,7 @@ mod tests {
     }
 
     use super::*;
+    use std::io::Write;
     use tokenroute_domain::NanoUsd;
 
     fn event(id: &str) -> UsageEvent {
@@ -631,17 +715,139 @@ mod tests {
         acked.blocking_recv().unwrap();
     }
 
-    fn read_all(files: &SpoolFiles, durable: Durable) -> (Vec<String>, Cursor) {
+    /// Reads (and marks committed) every durable event, `max` at a time.
+    fn read_all_by(files: &SpoolFiles, durable: Durable, max: usize) -> (Vec<String>, Cursor) {
         let mut at = files.start();
         let mut read = Vec::new();
         loop {
-            let (events, next) = files.read(at, durable, 2).unwrap();
-            if events.is_empty() && next == at {
+            let batch = files.read(at, durable, max).unwrap();
+            if batch.events.is_empty() && batch.next == at {
                 return (read, at);
             }
-            read.extend(events.into_iter().map(|e| e.request_id));
-            at = next;
+            files.committed(&batch);
+            at = batch.next;
+            read.extend(batch.events.into_iter().map(|e| e.request_id));
         }
+    }
+
+    fn read_all(files: &SpoolFiles, durable: Durable) -> (Vec<String>, Cursor) {
+        read_all_by(files, durable, 2)
+    }
+
+    /// A segment's data: its bytes up to the zeros that fill a zeroed segment.
+    fn data_of(path: &Path) -> String {
+        let bytes = fs::read(path).unwrap();
+        let end = memchr::memchr(0, &bytes).unwrap_or(bytes.len());
+        String::from_utf8(bytes[..end].to_vec()).unwrap()
+    }
+
+    /// Waits until the next segment's file is zeroed and ready.
+    fn wait_zeroed(dir: &Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !dir.join(prezero::READY).exists() {
+            assert!(std::time::Instant::now() < deadline, "no zeroed segment");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn zeroed_segments_are_written_in_place_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(config(dir.path(), 16 * 1024)).unwrap();
+        let stats = spool.stats();
+        let (tx, rx) = mpsc::channel(16);
+        let (thread, durable, files) = spool.start(rx, 8).unwrap();
+        wait_zeroed(dir.path());
+        let ids: Vec<String> = (0..100).map(|i| format!("z{i}")).collect();
+        for id in &ids {
+            submit(&tx, id);
+        }
+        // The first segment is the zeroed file: its size did not change with the
+        // writes (the point), unless they went past it.
+        let first = segment_path(dir.path(), 1);
+        let data = data_of(&first);
+        assert!(data.len() >= 16 * 1024, "{}", data.len());
+        assert_eq!(
+            fs::metadata(&first).unwrap().len(),
+            data.len().max(16 * 1024) as u64
+        );
+        assert!(segments(dir.path()).unwrap().len() >= 2);
+        assert!(stats.bytes.load(Ordering::Relaxed) > 0);
+        drop(tx);
+        thread.join().unwrap();
+        // Everything comes back in order, the zeros are not events, and once
+        // committed nothing counts as waiting.
+        let (read, _) = read_all_by(&files, *durable.borrow(), 7);
+        assert_eq!(read, ids);
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.pending_events.load(Ordering::Relaxed), 0);
+        assert!(!stats.is_full());
+    }
+
+    #[test]
+    fn a_restart_reads_a_zeroed_segment_up_to_its_zeros_and_a_crash_hole_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (spool, _) = Spool::open(config(dir.path(), 64 * 1024)).unwrap();
+            let (tx, rx) = mpsc::channel(16);
+            let (thread, _durable, _files) = spool.start(rx, 8).unwrap();
+            wait_zeroed(dir.path());
+            for i in 0..5 {
+                submit(&tx, &format!("c{i}"));
+            }
+            drop(tx);
+            thread.join().unwrap();
+        }
+        // A crash of the machine kept a later, never fsynced (so never acknowledged)
+        // write only in part: a hole of zeros, then the tail of a line.
+        let path = segment_path(dir.path(), 1);
+        let end = data_of(&path).len() as u64;
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"est_id\":\"lost\"}\n", end + 300)
+            .unwrap();
+        drop(file);
+
+        let (spool, leftover) = Spool::open(config(dir.path(), 64 * 1024)).unwrap();
+        let ids: Vec<_> = leftover.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, ["c0", "c1", "c2", "c3", "c4"]);
+        let stats = spool.stats();
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), end, "data, not zeros");
+        let (tx, rx) = mpsc::channel(16);
+        let (thread, durable, files) = spool.start(rx, 8).unwrap();
+        let (read, at) = read_all(&files, *durable.borrow());
+        assert_eq!(read, ["c0", "c1", "c2", "c3", "c4"]);
+        assert!(at.seq >= 2 && !path.exists(), "read segments are deleted");
+        assert_eq!(stats.bytes.load(Ordering::Relaxed), 0);
+        drop(tx);
+        thread.join().unwrap();
+        // The zeroed file the last run left is the next segment's.
+        assert!(dir.path().join(prezero::READY).exists());
+    }
+
+    #[test]
+    fn a_line_cut_by_the_end_of_one_read_is_read_whole_by_the_next() {
+        // Reads take at most 4 MiB of a segment: a line across that boundary of a
+        // closed segment (here, the first of two) is not torn.
+        let dir = tempfile::tempdir().unwrap();
+        let (spool, _) = Spool::open(config(dir.path(), 9 << 19)).unwrap();
+        let (tx, rx) = mpsc::channel(1024);
+        let (thread, durable, files) = spool.start(rx, 1024).unwrap();
+        wait_zeroed(dir.path());
+        let ids: Vec<String> = (0..20_000).map(|i| format!("big-{i:05}")).collect();
+        for id in &ids {
+            tx.blocking_send(Submission {
+                event: event(id),
+                ack: None,
+            })
+            .unwrap();
+        }
+        drop(tx);
+        thread.join().unwrap();
+        assert!(data_of(&segment_path(dir.path(), 1)).len() > 4 << 20);
+        assert!(segment_path(dir.path(), 2).exists());
+        let (read, _) = read_all_by(&files, *durable.borrow(), usize::MAX);
+        assert_eq!(read.len(), ids.len());
+        assert_eq!(read, ids);
     }
 
     #[test]
@@ -658,7 +864,7 @@ mod tests {
             submit(&tx, id);
         }
         // Acknowledged: in the file, where a crash of the process cannot take it...
-        let written = fs::read_to_string(segment_path(dir.path(), 1)).unwrap();
+        let written = data_of(&segment_path(dir.path(), 1));
         assert_eq!(written.lines().count(), 3, "{written}");
         // ...but not fsynced within the hour's period, so not offered to the store.
         assert_eq!(durable.borrow().len, 0);

@@ -101,7 +101,7 @@ impl UsageWriter {
                 }
             }
             let durable = *self.durable.borrow_and_update();
-            let (events, next) = match self.files.read(at, durable, self.batch_size) {
+            let batch = match self.files.read(at, durable, self.batch_size) {
                 Ok(read) => read,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the usage spool; retrying");
@@ -109,7 +109,7 @@ impl UsageWriter {
                     continue;
                 }
             };
-            if events.is_empty() && next == at {
+            if batch.events.is_empty() && batch.next == at {
                 if durable.closed || drain_deadline.is_some() {
                     // Everything durable is committed; anything the spooler writes
                     // from now on is replayed at the next start.
@@ -128,9 +128,14 @@ impl UsageWriter {
                 }
                 continue;
             }
-            if !events.is_empty()
+            if !batch.events.is_empty()
                 && !self
-                    .commit(&events, &shutdown, &mut drain_deadline, &mut last_warning)
+                    .commit(
+                        &batch.events,
+                        &shutdown,
+                        &mut drain_deadline,
+                        &mut last_warning,
+                    )
                     .await
             {
                 let pending = self
@@ -143,11 +148,11 @@ impl UsageWriter {
                 );
                 return;
             }
-            self.files.committed(events.len());
-            if events.len() < self.batch_size {
+            self.files.committed(&batch);
+            if batch.events.len() < self.batch_size {
                 caught_up_at = Some(Instant::now());
             }
-            at = next;
+            at = batch.next;
         }
     }
 
