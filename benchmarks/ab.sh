@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Before and after, in one run: TokenRoute built at two revisions, measured in
 # alternating rounds under the same load (wrk, closed loop, non-streaming chat; then
-# streamed answers one after another, as a client calling now and then does), so
-# that a change's effect is not mistaken for the machine's mood.
+# streamed answers one after another, as a client calling now and then does; then
+# open loop at a fixed rate), so that a change's effect is not mistaken for the
+# machine's mood.
 #
 #   benchmarks/ab.sh BASE [AFTER]     # AFTER defaults to HEAD (commit what you measure)
 #
 # Per round and revision: requests/s, the proxy's CPU milliseconds per request
-# (utime + stime from /proc), and the streams' time to the first event (median).
+# (utime + stime from /proc), the streams' time to the first event (median), and the
+# p50 / p99 latency at BENCH_AB_RATE requests/s, open loop (load-curve).
 # Writes benchmarks/results/ab-<date>-<base>-<after>.md.
 {
 set -euo pipefail
@@ -18,6 +20,8 @@ BENCH_ROUNDS=${BENCH_ROUNDS:-5}
 BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
 BENCH_AB_STREAMS=${BENCH_AB_STREAMS:-15} # streams per round (200 events 5 ms apart; 0: none)
+BENCH_AB_RATE=${BENCH_AB_RATE:-3000}     # open-loop rate per round, req/s (0: none)
+BENCH_AB_RATE_SECS=${BENCH_AB_RATE_SECS:-8}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 NAME=ab
@@ -48,12 +52,12 @@ AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
 build base "$BASE"
 build after "$AFTER"
 cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
-BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe
+BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe load-curve
 start_fake_upstream 0 --stream-events 200 --event-gap-ms 5
 SPACED_PORT=$UP_PORT
 start_fake_upstream 0
 
-run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
+run() { # run NAME ROUND -> "req/s cpu_ms_per_request first_event_ms p50_ms p99_ms"
     local name=$1 round=$2 port dir
     port=$(free_port)
     dir=$WORK/run-$name-$round
@@ -77,11 +81,20 @@ run() { # run NAME ROUND -> "req/s cpu_ms_per_request"
             --body '{"model":"spaced/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}' \
             2>/dev/null | sed -n 's/.*first_event_ms_p50=\([0-9.]*\).*/\1/p')
     fi
+    local p50=— p99=—
+    if ((BENCH_AB_RATE > 0)); then
+        local line
+        line=$(taskset -c 1 "$BIN/load-curve" --addr "127.0.0.1:$port" --path /v1/chat/completions \
+            --key "$key" --body '{"model":"bench/gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+            --rates "$BENCH_AB_RATE" --duration-secs "$BENCH_AB_RATE_SECS" --connections 64 2>/dev/null | tail -n 1)
+        p50=$(sed -n 's/.* p50=\([0-9.]*\).*/\1/p' <<<"$line")
+        p99=$(sed -n 's/.* p99=\([0-9.]*\).*/\1/p' <<<"$line")
+    fi
     kill "$pid"
     wait "$pid" 2>/dev/null || true
     local requests
     requests=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$out")
-    python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); r=$requests; print(f'{r/$BENCH_DURATION:.0f} {($t1-$t0)/hz*1000/max(r,1):.4f} ${first_event:-—}')"
+    python3 -c "import os; hz=os.sysconf('SC_CLK_TCK'); r=$requests; print(f'{r/$BENCH_DURATION:.0f} {($t1-$t0)/hz*1000/max(r,1):.4f} ${first_event:-—} ${p50:-—} ${p99:-—}')"
 }
 
 RESULTS=$WORK/results.tsv
@@ -90,18 +103,18 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
     order=(base after)
     ((round % 2 == 0)) && order=(after base)
     for name in "${order[@]}"; do
-        read -r rps cpu first <<<"$(run "$name" "$round")"
-        log "round $round $name: $rps req/s, $cpu ms CPU per request, first event $first ms"
-        printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$cpu" "$first" >>"$RESULTS"
+        read -r rps cpu first p50 p99 <<<"$(run "$name" "$round")"
+        log "round $round $name: $rps req/s, $cpu ms CPU per request, first event $first ms, p50 / p99 $p50 / $p99 ms at $BENCH_AB_RATE req/s"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$cpu" "$first" "$p50" "$p99" >>"$RESULTS"
     done
 done
 
 DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT.md"
 python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(machine)" \
-    "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" <<'EOF'
+    "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" "$BENCH_AB_RATE" "$BENCH_AB_RATE_SECS" <<'EOF'
 import statistics, sys
-tsv, out, date, base, after, machine, secs, conns, streams = sys.argv[1:]
+tsv, out, date, base, after, machine, secs, conns, streams, rate, rate_secs = sys.argv[1:]
 rows = [l.split("\t") for l in open(tsv).read().splitlines()]
 by = {"base": [], "after": []}
 for r in rows:
@@ -115,23 +128,30 @@ lines = [f"# Before and after — {date}", "",
     f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime. "
     f"Then {streams} streamed chat completions one after another, each on a new connection "
     f"(200 events 5 ms apart from a second fake, so each stream lasts about 1.2 s: a client "
-    f"calling now and then), timed by `stream-probe`: the median time to the first event.",
-    "", "| round | base req/s | after req/s | base CPU ms/req | after CPU ms/req | base first event ms | after first event ms |",
-    "|---:|---:|---:|---:|---:|---:|---:|"]
+    f"calling now and then), timed by `stream-probe`: the median time to the first event. "
+    f"Then open loop (`load-curve`, 64 connections, {rate_secs} s after 1 s of warm-up) at "
+    f"{rate} requests/s: p50 and p99 latency from each request's scheduled time.",
+    "", "| round | base req/s | after req/s | base CPU ms/req | after CPU ms/req | base first event ms | after first event ms "
+    f"| base p50 / p99 ms @{rate} | after p50 / p99 ms @{rate} |",
+    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 rounds = sorted({int(r[0]) for r in rows})
 for n in rounds:
     b = [r for r in rows if int(r[0]) == n and r[1] == "base"][0]
     a = [r for r in rows if int(r[0]) == n and r[1] == "after"][0]
-    lines.append(f"| {n} | {b[2]} | {a[2]} | {b[3]} | {a[3]} | {b[4]} | {a[4]} |")
+    lines.append(f"| {n} | {b[2]} | {a[2]} | {b[3]} | {a[3]} | {b[4]} | {a[4]} | {b[5]} / {b[6]} | {a[5]} / {a[6]} |")
 (brps, bcpu), (arps, acpu) = med["base"], med["after"]
-def first_event(name):
-    values = [float(r[4]) for r in rows if r[1] == name and r[4] not in ("", "—")]
+def median_of(name, column):
+    values = [float(r[column]) for r in rows if r[1] == name and r[column] not in ("", "—")]
     return statistics.median(values) if values else None
-bfe, afe = first_event("base"), first_event("after")
+bfe, afe = median_of("base", 4), median_of("after", 4)
+b50, a50, b99, a99 = median_of("base", 5), median_of("after", 5), median_of("base", 6), median_of("after", 6)
 fe = lambda v: "—" if v is None else f"{v:.2f}"
-lines += [f"| **median** | **{brps:.0f}** | **{arps:.0f}** | **{bcpu:.4f}** | **{acpu:.4f}** | **{fe(bfe)}** | **{fe(afe)}** |", "",
+lines += [f"| **median** | **{brps:.0f}** | **{arps:.0f}** | **{bcpu:.4f}** | **{acpu:.4f}** | **{fe(bfe)}** | **{fe(afe)}** "
+    f"| **{fe(b50)} / {fe(b99)}** | **{fe(a50)} / {fe(a99)}** |", "",
     f"After / base: {arps / brps:.2f}× the requests per second, {acpu / bcpu:.2f}× the CPU per request"
-    + (f", first event {afe - bfe:+.2f} ms." if bfe is not None and afe is not None else ".")]
+    + (f", first event {afe - bfe:+.2f} ms" if bfe is not None and afe is not None else "")
+    + (f", at {rate} req/s p50 {a50 - b50:+.2f} ms and p99 {a99 - b99:+.2f} ms" if None not in (b50, a50, b99, a99) else "")
+    + "."]
 open(out, "w").write("\n".join(lines) + "\n")
 EOF
 log "wrote $OUT"
