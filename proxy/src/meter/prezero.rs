@@ -10,7 +10,10 @@
 //! unwritten extents, whose conversion is again a journal commit.)
 //!
 //! One background thread keeps one such file ready, `<dir>/prepared.zero`, written as
-//! `prepared.tmp` and renamed once zeroed and fsynced. The spooler renames it into
+//! `prepared.tmp` and renamed once zeroed and fsynced. It is written whole and
+//! fsynced once: the spool's fsyncs beside it (each flushes only its own file) kept a
+//! p99 of 0.20–0.24 ms, against 0.42–0.69 ms beside the zeros written 256 KiB at a
+//! time, each fsynced (every one a journal commit, as the file grows). The spooler renames it into
 //! its next segment ([`Prezeroed::take`]) and asks for the next one when the segment
 //! it writes is half full ([`Prezeroed::want`]). Segment data never holds a zero byte
 //! (one JSON object per line), so a segment's data ends at its first zero byte.
