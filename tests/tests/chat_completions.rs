@@ -538,6 +538,46 @@ async fn usage_after_a_quiet_spell_is_committed_one_interval_later(backend: Back
     assert_eq!((rows[0].input_tokens, rows[0].output_tokens), (24, 8));
 }
 
+/// The spool writes usage into a segment file zeroed ahead of use, in place, so that
+/// the fsync every answer waits for does not change the file's size (no journal
+/// commit); the file stays its full size, and the event is read back from it whole.
+async fn usage_is_spooled_in_place_into_a_segment_zeroed_ahead_of_use(backend: Backend) {
+    const SEGMENT: u64 = 64 * 1024;
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        usage_toml: format!("spool-segment-bytes = {SEGMENT}\n"),
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, account, _) = gw.key_with_credits("alice@example.com", "10").await;
+    let prepared = gw.spool_dir().join("prepared.zero");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !prepared.exists() {
+        assert!(std::time::Instant::now() < deadline, "no zeroed segment");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 200);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    resp.bytes().await.unwrap();
+    let rows = gw.wait_usage(&account, 1).await;
+    assert_eq!(rows[0].request_id, request_id);
+
+    let segment = gw.spool_dir().join("usage-000000000001.jsonl");
+    let bytes = std::fs::read(&segment).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        SEGMENT,
+        "written in place, not appended"
+    );
+    let data_end = bytes.iter().position(|&b| b == 0).unwrap();
+    let data = std::str::from_utf8(&bytes[..data_end]).unwrap();
+    assert_eq!(data.lines().count(), 1, "{data}");
+    assert!(data.contains(&request_id), "{data}");
+    assert!(bytes[data_end..].iter().all(|&b| b == 0));
+}
+
 tokenroute_tests::on_both_stores!(
     non_streaming_request_is_metered_to_the_nano_dollar,
     streaming_request_is_metered_from_the_usage_chunk,
@@ -551,4 +591,5 @@ tokenroute_tests::on_both_stores!(
     provider_failures_get_502_or_504_and_no_charge,
     a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate,
     usage_after_a_quiet_spell_is_committed_one_interval_later,
+    usage_is_spooled_in_place_into_a_segment_zeroed_ahead_of_use,
 );
