@@ -137,7 +137,15 @@ fn run(shared: &Shared, dir: &Path, size: u64) {
         }
         match zero_file(shared, dir, size) {
             Ok(true) => {
+                // Renamed under the lock: whoever sees `prepared.zero` may take it.
+                // (Its name need not be durable: the spooler fsyncs the folder once
+                // it renames the file into a segment, and a lost one is made again.)
                 let mut state = lock(shared);
+                if let Err(e) = fs::rename(dir.join(PARTIAL), dir.join(READY)) {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot prepare a usage spool segment; appending instead");
+                    state.wanted = false;
+                    continue;
+                }
                 state.ready = true;
                 state.wanted = false;
             }
@@ -155,8 +163,8 @@ fn run(shared: &Shared, dir: &Path, size: u64) {
     }
 }
 
-/// Writes `prepared.tmp` full of zeros, fsyncs it and renames it to `prepared.zero`.
-/// Returns false when asked to stop meanwhile.
+/// Writes `prepared.tmp` full of zeros and fsyncs it. Returns false when asked to
+/// stop meanwhile.
 fn zero_file(shared: &Shared, dir: &Path, size: u64) -> std::io::Result<bool> {
     const CHUNK: usize = 1024 * 1024;
     let partial = dir.join(PARTIAL);
@@ -176,8 +184,6 @@ fn zero_file(shared: &Shared, dir: &Path, size: u64) -> std::io::Result<bool> {
         left -= n as u64;
     }
     file.sync_all()?;
-    fs::rename(&partial, dir.join(READY))?;
-    File::open(dir)?.sync_all()?;
     Ok(true)
 }
 

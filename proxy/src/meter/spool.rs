@@ -818,9 +818,11 @@ mod tests {
         assert_eq!(read, ["c0", "c1", "c2", "c3", "c4"]);
         assert!(at.seq >= 2 && !path.exists(), "read segments are deleted");
         assert_eq!(stats.bytes.load(Ordering::Relaxed), 0);
+        // This run zeroes a file for its first segment; unused at the stop, it stays
+        // for the next start.
+        wait_zeroed(dir.path());
         drop(tx);
         thread.join().unwrap();
-        // The zeroed file the last run left is the next segment's.
         assert!(dir.path().join(prezero::READY).exists());
     }
 
@@ -860,6 +862,9 @@ mod tests {
         .unwrap();
         let (tx, rx) = mpsc::channel(16);
         let (thread, durable, files) = spool.start(rx, 8).unwrap();
+        // All three in one segment: the zeroed one (a plain first segment would end
+        // when the zeroed file is ready).
+        wait_zeroed(dir.path());
         for id in ["p0", "p1", "p2"] {
             submit(&tx, id);
         }
