@@ -107,7 +107,17 @@ impl UpstreamClient {
     }
 
     /// Sends the request and reads the response header.
+    ///
+    /// The exchange runs in a future of its own on the heap. Connecting (the TLS
+    /// handshake included) takes a future of about 10 KiB. Awaited in place, that
+    /// space would be part of the whole request's future, and a streamed answer
+    /// would hold it as long as the stream stays open. Boxed, it is freed once the
+    /// response header is in.
     pub async fn send(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
+        Box::pin(self.exchange(req)).await
+    }
+
+    async fn exchange(&self, req: UpstreamRequest<'_>) -> Result<UpstreamResponse, UpstreamError> {
         let endpoint = match (&req.provider.kind, &req.endpoint.url) {
             (ProviderKind::Mock, _) if req.path == "/embeddings" => {
                 return Ok(mock::embeddings(&req.body))
@@ -158,15 +168,23 @@ impl UpstreamClient {
     }
 
     /// Returns a fully read connection to the pool; anything else is closed.
+    ///
+    /// Boxed for the reason [`UpstreamClient::send`] is: returning a connection to
+    /// the pool takes a future of about 3 KiB, which would otherwise be part of every
+    /// request's future, streams included.
     pub async fn release(&self, response: UpstreamResponse) {
-        if let Source::Http { mut session, peer } = response.source {
-            if session.response_done() {
-                self.connector
-                    .release_http_session(*session, &*peer, Some(POOL_IDLE_TIMEOUT))
-                    .await;
-            } else {
-                session.shutdown().await;
-            }
+        if let Source::Http { session, peer } = response.source {
+            Box::pin(self.give_back(session, peer)).await;
+        }
+    }
+
+    async fn give_back(&self, mut session: Box<HttpSession>, peer: Box<HttpPeer>) {
+        if session.response_done() {
+            self.connector
+                .release_http_session(*session, &*peer, Some(POOL_IDLE_TIMEOUT))
+                .await;
+        } else {
+            session.shutdown().await;
         }
     }
 }
