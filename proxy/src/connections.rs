@@ -163,7 +163,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for PerClientConnections<A>
             Some(peer) => match self.counts.admit(peer) {
                 Some(place) => Some(place),
                 None => {
-                    self.counts.refuse(stream).await;
+                    // Boxed: the refusal's 4 KiB read buffer would otherwise be part
+                    // of every connection's future for as long as it is open.
+                    Box::pin(self.counts.refuse(stream)).await;
                     return None;
                 }
             },
@@ -456,5 +458,44 @@ impl GetSocketDigest for Tracked {
 impl Peek for Tracked {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An application that ends every connection at once.
+    struct Nothing;
+
+    #[async_trait]
+    impl ServerApp for Nothing {
+        async fn process_new(self: &Arc<Self>, _: Stream, _: &ShutdownWatch) -> Option<Stream> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn an_admitted_connection_does_not_carry_the_refusal_in_its_future() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(server));
+        let refused = prometheus::IntCounter::new("refused", "refused").unwrap();
+        let counts = ConnectionCounts::new(1, Vec::new(), refused);
+        let app = Arc::new(PerClientConnections::new(
+            Nothing,
+            counts,
+            Duration::from_secs(1),
+        ));
+        let (_shutdown, watch) = tokio::sync::watch::channel(false);
+
+        // Every open connection holds this future until it closes; the refusal's
+        // 4 KiB read buffer, awaited in place, would be part of it.
+        let future = app.process_new(stream, &watch);
+        let size = std::mem::size_of_val(&*future);
+        assert!(size < 1024, "a connection's future is {size} bytes");
     }
 }
