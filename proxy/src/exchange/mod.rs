@@ -53,9 +53,12 @@ pub async fn chat_completions(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
-    let (key, raw) = accept(state, session, ctx).await?;
-    let chat = ChatRequest::parse(&raw)?;
-    run(state, session, ctx, &key, chat, raw.len()).await
+    // The body goes once parsed: a streamed answer can stay open for minutes.
+    let (key, chat, body_len) = {
+        let (key, raw) = accept(state, session, ctx).await?;
+        (key, ChatRequest::parse(&raw)?, raw.len())
+    };
+    run(state, session, ctx, &key, chat, body_len).await
 }
 
 /// `POST /v1/messages`: Anthropic's Messages API, to any model behind TokenRoute.
@@ -65,13 +68,15 @@ pub async fn messages(
     ctx: &mut RequestCtx,
 ) -> Result<(), ApiError> {
     ctx.surface = Surface::Anthropic;
-    let (key, raw) = accept(state, session, ctx).await?;
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
-        return Err(ApiError::MalformedJson(e.to_string()));
-    }
-    let (openai, _stream) = messages_api::to_openai_chat(&raw).map_err(translate_error)?;
-    let chat = ChatRequest::from_map(openai)?;
-    run(state, session, ctx, &key, chat, raw.len()).await
+    let (key, chat, body_len) = {
+        let (key, raw) = accept(state, session, ctx).await?;
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
+            return Err(ApiError::MalformedJson(e.to_string()));
+        }
+        let (openai, _stream) = messages_api::to_openai_chat(&raw).map_err(translate_error)?;
+        (key, ChatRequest::from_map(openai)?, raw.len())
+    };
+    run(state, session, ctx, &key, chat, body_len).await
 }
 
 async fn run(
@@ -122,6 +127,9 @@ async fn run(
     let holds = admit::admit(state, ctx, key, &reachable, &ask).await?;
 
     let forwarded = forward::forward(state, ctx, &live, &decision, &chat, &requested).await;
+    // Sent: the parsed request is not needed to deliver the answer.
+    let stream = chat.stream;
+    drop(chat);
     route_headers(ctx);
     let (target, dialect, mut response) = match forwarded {
         forward::Forwarded::Answer {
@@ -149,7 +157,7 @@ async fn run(
         holds,
         prompt_estimate,
     };
-    if chat.stream {
+    if stream {
         deliver::stream(state, session, ctx, &mut response, answer).await;
     } else {
         deliver::whole(state, session, ctx, &mut response, answer).await;
