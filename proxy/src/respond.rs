@@ -8,12 +8,16 @@ use crate::ctx::RequestCtx;
 use crate::error::ApiError;
 
 /// A response header with the headers every TokenRoute response carries.
+///
+/// Built without Pingora's map of header-name spellings: every name here is
+/// lowercase or one Pingora titles itself, so the wire is the same, and a streamed
+/// answer's header (kept until the stream ends) holds one map instead of two.
 pub fn header(
     status: u16,
     content_type: &str,
     ctx: &RequestCtx,
 ) -> pingora::Result<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(8))?;
+    let mut h = ResponseHeader::build_no_case(status, Some(8))?;
     h.insert_header(http::header::CONTENT_TYPE, content_type)?;
     h.insert_header("x-request-id", ctx.request_id.as_str())?;
     h.insert_header("x-tokenroute-generation-id", ctx.request_id.as_str())?;

@@ -223,7 +223,9 @@ fn request_header(
     endpoint: &Endpoint,
 ) -> Result<RequestHeader, UpstreamError> {
     let path = format!("{}{}", endpoint.base_path, req.path);
-    let mut h = RequestHeader::build("POST", path.as_bytes(), Some(8))?;
+    // No map of name spellings (as for responses, see `respond::header`): the
+    // connection keeps the request's header as long as the answer streams.
+    let mut h = RequestHeader::build_no_case("POST", path.as_bytes(), Some(8))?;
     let default_port = if endpoint.tls { 443 } else { 80 };
     let host = if endpoint.port == default_port {
         endpoint.host.clone()
