@@ -163,9 +163,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for PerClientConnections<A>
             Some(peer) => match self.counts.admit(peer) {
                 Some(place) => Some(place),
                 None => {
-                    // Boxed: the refusal's 4 KiB read buffer would otherwise be part
-                    // of every connection's future for as long as it is open.
-                    Box::pin(self.counts.refuse(stream)).await;
+                    self.counts.refuse(stream).await;
                     return None;
                 }
             },
@@ -241,7 +239,9 @@ fn set_phase(session: &pingora::proxy::Session, phase: Phase) {
 /// while the client may still be sending, so the answer is read rather than reset.
 /// HTTP/2 clients get the close. At most ~2 s per refused connection.
 async fn refuse(mut stream: Stream, error: &ApiError) {
-    let mut buf = [0u8; 4096];
+    // On the heap: an array here would be part of every admitted connection's
+    // future (see `process_new`), for as long as the connection is open.
+    let mut buf = vec![0u8; 4096];
     let waited = tokio::time::timeout(REFUSAL_WAIT, stream.read(&mut buf)).await;
     if matches!(waited, Ok(Ok(0)) | Ok(Err(_))) {
         return;
