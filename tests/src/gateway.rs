@@ -9,7 +9,7 @@ use tokenroute_domain::config::Config;
 use tokenroute_domain::{KeyLimits, NanoUsd, UsageEvent};
 use tokenroute_store::{LedgerKind, NewKey, Store};
 
-use crate::{free_port, Backend, FakeOpenAi, TestDb};
+use crate::{free_port, refusing_port, Backend, FakeOpenAi, TestDb};
 
 /// The provider key the gateway is configured with; clients never see it.
 pub const PROVIDER_KEY: &str = "sk-test-provider-key";
@@ -73,6 +73,8 @@ pub struct Gateway {
     pub config: Config,
     running: Option<Running>,
     _db: TestDb,
+    /// Keeps the `dead` providers' port refusing.
+    _dead: tokio::net::TcpSocket,
 }
 
 impl Gateway {
@@ -97,6 +99,7 @@ impl Gateway {
         }
         keep_logs_for_the_scan();
         let db = TestDb::new(backend).await;
+        let (dead, dead_port) = refusing_port();
         let toml = format!(
             r#"
 [proxy]
@@ -248,7 +251,7 @@ context-window = 1000
             backups = db.dir.path().join("backups").display(),
             fake = fake.base_url(),
             fake_gemini = fake.gemini_base_url(),
-            dead = free_port(),
+            dead = dead_port,
         );
         let config = Config::from_toml(&toml, "test", &|var| {
             if var == "PROVIDER_KEY" {
@@ -284,6 +287,7 @@ context-window = 1000
             config,
             running: Some(running),
             _db: db,
+            _dead: dead,
         }
     }
 

@@ -41,6 +41,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as the socket lives: bound
+/// and never listening. A port from [`free_port`] would do only until another test's
+/// server is given it (then a "dead" provider answers, with that server's 404).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
+}
+
 /// Generates one `#[tokio::test]` per store backend (modules `sqlite` and `postgres`)
 /// for each `async fn name(backend: Backend)` listed.
 #[macro_export]
