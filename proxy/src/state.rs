@@ -13,6 +13,7 @@ use crate::credit::{run_refresher, CreditBook};
 use crate::limits::RateLimiter;
 use crate::meter::spool::{slot_dir, Spool, SpoolConfig, SpoolError, SLOTS};
 use crate::meter::writer::{UsageSink, UsageWriter};
+use crate::meter::writer_runtime::{WriterRuntime, WriterStartError};
 use crate::shared::book::SharedBook;
 use crate::shared::changes::{Listening, OnChange};
 use crate::shared::Shared;
@@ -49,6 +50,8 @@ pub enum StartError {
     Metrics(String),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Writer(#[from] WriterStartError),
 }
 
 /// The data plane's background tasks (usage writer, balance refresher), owned so
@@ -57,6 +60,8 @@ pub enum StartError {
 pub struct BackgroundTasks {
     shutdown: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// The usage writer's thread; dropped once its task has ended.
+    writer_runtime: WriterRuntime,
 }
 
 impl ProxyState {
@@ -97,10 +102,12 @@ impl ProxyState {
         let stats = spool.stats();
         let (tx, rx) = mpsc::channel(config.usage.channel_capacity);
         let (_spooler, durable, files) = spool.start(rx, config.usage.batch_size)?;
+        let writer_runtime = WriterRuntime::start(config.usage.writer_nice)?;
+        let writer_store = writer_runtime.open_store(&config.store.url)?;
         let writer = UsageWriter {
             files,
             durable,
-            store: store.clone(),
+            store: writer_store,
             credit: credit.clone(),
             stats: stats.clone(),
             batch_size: config.usage.batch_size,
@@ -121,7 +128,14 @@ impl ProxyState {
             ("stopped processes' spools", runtime.spawn(adopter)),
             (
                 "usage writer",
-                runtime.spawn(writer.run(shutdown_rx.clone())),
+                writer_runtime.spawn({
+                    let shutdown = shutdown_rx.clone();
+                    async move {
+                        let store = writer.store.clone();
+                        writer.run(shutdown).await;
+                        store.close().await;
+                    }
+                }),
             ),
             (
                 "balance refresher",
@@ -206,7 +220,14 @@ impl ProxyState {
             "health checks",
             runtime.spawn(crate::route::checks::run(state.router.clone(), shutdown_rx)),
         ));
-        Ok((state, BackgroundTasks { shutdown, tasks }))
+        Ok((
+            state,
+            BackgroundTasks {
+                shutdown,
+                tasks,
+                writer_runtime,
+            },
+        ))
     }
 }
 
@@ -296,11 +317,18 @@ impl ProxyState {
 impl BackgroundTasks {
     /// Stops the tasks; the usage writer first commits everything already spooled.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for (name, task) in self.tasks {
+        let BackgroundTasks {
+            shutdown,
+            tasks,
+            writer_runtime,
+        } = self;
+        let _ = shutdown.send(true);
+        for (name, task) in tasks {
             if let Err(e) = task.await {
                 tracing::error!(task = name, error = %e, "background task failed");
             }
         }
+        // The writer's task has ended and closed its pool: its thread can go.
+        drop(writer_runtime);
     }
 }

@@ -578,6 +578,53 @@ async fn usage_is_spooled_in_place_into_a_segment_zeroed_ahead_of_use(backend: B
     assert!(bytes[data_end..].iter().all(|&b| b == 0));
 }
 
+/// The usage writer commits from a thread of its own at `usage.writer-nice`, and on
+/// SQLite so do the connection threads it opens, so that commits yield the core to
+/// requests; the data plane and the runtime serving key reads keep nice 0. (Other
+/// gateways of this test process run at the default, 10: 7 is this one's.)
+async fn usage_is_committed_from_threads_below_the_data_planes_priority(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let opts = Options {
+        usage_toml: "writer-nice = 7\n".into(),
+        ..Options::default()
+    };
+    let gw = Gateway::start_with(backend, &fake, opts).await;
+    let (key, account, _) = gw.key_with_credits("alice@example.com", "10").await;
+    let resp = post(&gw, Some(&key), body_of(&chat(false))).await;
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    assert_eq!(gw.wait_usage(&account, 1).await.len(), 1);
+
+    let threads = threads_and_nice();
+    let at_7 = |name: &str| threads.iter().any(|(n, nice)| n == name && *nice == 7);
+    assert!(at_7("tokenroute-usag"), "{threads:?}");
+    if backend == Backend::Sqlite {
+        assert!(at_7("sqlx-sqlite-wor"), "{threads:?}");
+    }
+    for (name, nice) in &threads {
+        if name == "TokenRoute data" || name == "tokenroute-app" {
+            assert_eq!(*nice, 0, "{name}: {threads:?}");
+        }
+    }
+}
+
+/// This process's threads: (name as the kernel keeps it, 15 bytes at most; nice).
+fn threads_and_nice() -> Vec<(String, i32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // After the name: state, then 15 more fields up to nice, the 19th of the line.
+        let nice = stat[close + 1..].split_whitespace().nth(16).unwrap();
+        threads.push((stat[open + 1..close].to_string(), nice.parse().unwrap()));
+    }
+    threads
+}
+
 tokenroute_tests::on_both_stores!(
     non_streaming_request_is_metered_to_the_nano_dollar,
     streaming_request_is_metered_from_the_usage_chunk,
@@ -592,4 +639,5 @@ tokenroute_tests::on_both_stores!(
     a_stream_cut_by_the_provider_is_billed_as_a_marked_estimate,
     usage_after_a_quiet_spell_is_committed_one_interval_later,
     usage_is_spooled_in_place_into_a_segment_zeroed_ahead_of_use,
+    usage_is_committed_from_threads_below_the_data_planes_priority,
 );

@@ -143,6 +143,7 @@ pub struct RawUsage {
     pub channel_capacity: Option<usize>,
     pub batch_size: Option<usize>,
     pub commit_interval_ms: Option<u64>,
+    pub writer_nice: Option<i32>,
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
     pub spool_segment_bytes: Option<u64>,

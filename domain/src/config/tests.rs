@@ -417,3 +417,22 @@ fn the_spool_is_fsynced_per_answer_unless_periodic_is_asked_for() {
         assert_eq!(error_of(text).0, key, "{text}");
     }
 }
+
+#[test]
+fn the_usage_writer_runs_at_nice_10_unless_told_otherwise() {
+    assert_eq!(parse("").unwrap().usage.writer_nice, 10);
+    assert_eq!(
+        parse("[usage]\nwriter-nice = 0").unwrap().usage.writer_nice,
+        0
+    );
+    assert_eq!(
+        parse("[usage]\nwriter-nice = 19")
+            .unwrap()
+            .usage
+            .writer_nice,
+        19
+    );
+    for text in ["[usage]\nwriter-nice = -1", "[usage]\nwriter-nice = 20"] {
+        assert_eq!(error_of(text).0, "usage.writer-nice", "{text}");
+    }
+}

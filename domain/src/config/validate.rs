@@ -188,6 +188,7 @@ pub(super) fn validate(
         channel_capacity: positive("usage.channel-capacity", raw.usage.channel_capacity, 65_536)?,
         batch_size: positive("usage.batch-size", raw.usage.batch_size, 4096)?,
         commit_interval: Duration::from_millis(raw.usage.commit_interval_ms.unwrap_or(50)),
+        writer_nice: writer_nice(raw.usage.writer_nice)?,
         spool_dir: raw
             .usage
             .spool_dir
@@ -781,6 +782,17 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {
         settled_lease: millis("redis.settled-lease-ms", raw.settled_lease_ms, 3_600_000)?,
         key_prefix,
     })
+}
+
+/// `usage.writer-nice`: 0 (the data plane's own priority) to 19 (the lowest).
+fn writer_nice(value: Option<i32>) -> Result<i32, Invalid> {
+    match value.unwrap_or(10) {
+        nice @ 0..=19 => Ok(nice),
+        other => Err((
+            "usage.writer-nice".into(),
+            format!("{other} is not a nice value from 0 to 19"),
+        )),
+    }
 }
 
 fn spool_fsync(mode: Option<&str>, period_ms: Option<u64>) -> Result<SpoolFsync, Invalid> {

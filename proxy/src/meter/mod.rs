@@ -24,3 +24,4 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
 }
 pub mod writer;
+pub mod writer_runtime;
