@@ -24,6 +24,8 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-32}
 BENCH_AB_STREAMS=${BENCH_AB_STREAMS:-15} # streams per round (200 events 5 ms apart; 0: none)
 BENCH_AB_RATE=${BENCH_AB_RATE:-3000}     # open-loop rate per round, req/s (0: none)
 BENCH_AB_RATE_SECS=${BENCH_AB_RATE_SECS:-8}
+BENCH_AB_USAGE=${BENCH_AB_USAGE:-}       # [usage] lines for both, e.g. 'fsync = "periodic"'
+BENCH_AB_TAG=${BENCH_AB_TAG:-}           # appended to the result's file name
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 NAME=ab
@@ -70,7 +72,7 @@ run() { # run NAME ROUND -> "req/s cpu_ms_per_request first_event_ms p50_ms p99_
     metrics_port=$(free_port)
     dir=$WORK/run-$name-$round
     mkdir -p "$dir"
-    bench_config "$dir/t.toml" "$port" "sqlite://$dir/t.db" "$dir" </dev/null
+    bench_config "$dir/t.toml" "$port" "sqlite://$dir/t.db" "$dir" "$BENCH_AB_USAGE" </dev/null
     sed -i "s/^enabled = false$/enabled = true\nlisten = \"127.0.0.1:$metrics_port\"/" "$dir/t.toml"
     bench_model "$dir/t.toml" spaced "$SPACED_PORT"
     local key pid t0 t1 out
@@ -130,11 +132,12 @@ for round in $(seq 1 "$BENCH_ROUNDS"); do
 done
 
 DATE=$(date -u +%Y-%m-%d)
-OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT.md"
+OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT${BENCH_AB_TAG:+-$BENCH_AB_TAG}.md"
 python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(machine)" \
-    "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" "$BENCH_AB_RATE" "$BENCH_AB_RATE_SECS" <<'EOF'
+    "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" "$BENCH_AB_RATE" "$BENCH_AB_RATE_SECS" \
+    "$BENCH_AB_USAGE" <<'EOF'
 import statistics, sys
-tsv, out, date, base, after, machine, secs, conns, streams, rate, rate_secs = sys.argv[1:]
+tsv, out, date, base, after, machine, secs, conns, streams, rate, rate_secs, usage = sys.argv[1:]
 rows = [l.split("\t") for l in open(tsv).read().splitlines()]
 by = {"base": [], "after": []}
 for r in rows:
@@ -143,7 +146,9 @@ med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in 
 lines = [f"# Before and after — {date}", "",
     f"`benchmarks/ab.sh {base}` — base `{base}`, after `{after}`; {machine}. "
     f"Each round runs both builds in turn (alternating which goes first): `tokenroute proxy` "
-    f"with one data-plane thread and an embedded SQLite store, and a fast fake provider, on "
+    f"with one data-plane thread and an embedded SQLite store"
+    + (f" (`[usage]` {', '.join(f'`{l.strip()}`' for l in usage.splitlines() if l.strip())})" if usage.strip() else "")
+    + f", and a fast fake provider, on "
     f"CPU 0; wrk (1 thread, {conns} connections, {secs} s after 2 s of warm-up, small "
     f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime. "
     f"When wrk stops, the usage events not yet committed to the store (the usage writer's "
