@@ -228,8 +228,8 @@ pub struct UsageConfig {
     /// The usage writer commits at most once per this long while it keeps up (a full
     /// batch goes at once): fewer, larger transactions.
     pub commit_interval: Duration,
-    /// The nice value (0–19) of the usage writer's thread and its store connections:
-    /// above the data plane's, so that commits yield the core to requests.
+    /// How many nice steps (0–19) the usage writer's thread and its store connections
+    /// run below the process's priority, so that commits yield the core to requests.
     pub writer_nice: i32,
     /// Where metered events wait, fsynced, until the store has them.
     pub spool_dir: PathBuf,

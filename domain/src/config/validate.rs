@@ -784,13 +784,13 @@ fn redis(raw: RawRedis) -> Result<RedisConfig, Invalid> {
     })
 }
 
-/// `usage.writer-nice`: 0 (the data plane's own priority) to 19 (the lowest).
+/// `usage.writer-nice`: 0 (the data plane's own priority) to 19 steps below it.
 fn writer_nice(value: Option<i32>) -> Result<i32, Invalid> {
     match value.unwrap_or(10) {
         nice @ 0..=19 => Ok(nice),
         other => Err((
             "usage.writer-nice".into(),
-            format!("{other} is not a nice value from 0 to 19"),
+            format!("{other} is not a number of nice steps from 0 to 19"),
         )),
     }
 }

@@ -12,6 +12,11 @@
 //! connects, and a thread inherits the nice value of the thread that spawns it: the
 //! writer's SQLite threads are lowered with it, while the shared pool's, which serve
 //! key and balance reads that requests wait for, keep the data plane's priority.
+//!
+//! One wait remains: an account's first request on this node reads its balance under
+//! the lock a commit holds (see `credit`), so it may wait for a commit in progress,
+//! which runs slower at the writer's priority while the core is busy. Once per account
+//! and process; balances stay cached after that.
 
 use std::future::Future;
 
@@ -37,20 +42,29 @@ pub enum WriterStartError {
     Connecting(#[from] tokio::task::JoinError),
 }
 
-/// A one-thread runtime at nice `usage.writer-nice`. Tasks are spawned on it, never
+/// A one-thread runtime at a lower priority. Tasks are spawned on it, never
 /// `block_on`-ed: `block_on` would run them on the caller's thread and priority.
 pub struct WriterRuntime {
     runtime: Option<Runtime>,
 }
 
 impl WriterRuntime {
-    pub fn start(nice: i32) -> Result<WriterRuntime, WriterStartError> {
+    /// Starts the thread `below` nice steps under the calling thread's priority (the
+    /// process's: the data plane's threads keep it).
+    pub fn start(below: i32) -> Result<WriterRuntime, WriterStartError> {
+        // Computed once: a thread the runtime starts later may be spawned from one
+        // already lowered, and would otherwise go lower still.
+        let nice = nice_below_this_thread(below);
         let runtime = Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(1)
             .thread_name(THREAD_NAME)
             .enable_all()
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || {
+                if let Some(nice) = nice {
+                    set_nice(nice);
+                }
+            })
             .build()?;
         Ok(WriterRuntime {
             runtime: Some(runtime),
@@ -91,12 +105,23 @@ impl Drop for WriterRuntime {
     }
 }
 
+/// The nice value `by` steps above the calling thread's (to 19 at most), or `None`
+/// when that is the calling thread's own or cannot be read.
+fn nice_below_this_thread(by: i32) -> Option<i32> {
+    let current = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+    match current {
+        Ok(nice) if by > 0 && nice < 19 => Some((nice + by).min(19)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read this thread's priority; the usage writer keeps it");
+            None
+        }
+    }
+}
+
 /// Sets the calling thread's nice value. Raising it needs no privilege; when the
 /// system refuses anyway, the writer runs at the data plane's priority.
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
+fn set_nice(nice: i32) {
     let thread = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(thread), nice) {
         tracing::warn!(nice, error = %e, "cannot lower the usage writer's priority");
