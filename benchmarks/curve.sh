@@ -7,7 +7,8 @@
 #
 #   benchmarks/curve.sh
 #
-# Writes benchmarks/results/curve-<date>.md and curve-<date>.svg.
+# Writes benchmarks/results/curve-<date>.md and curve-<date>.svg (curve-<date>-2.md and
+# so on when the day already has a run).
 {
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,14 +79,19 @@ for entry in "${SYSTEMS[@]}"; do
 done
 
 DATE=$(date -u +%Y-%m-%d)
-OUT="$ROOT/benchmarks/results/curve-$DATE"
+NAME_OUT=curve-$DATE
+for n in $(seq 2 99); do
+    [ -e "$ROOT/benchmarks/results/$NAME_OUT.md" ] || break
+    NAME_OUT=curve-$DATE-$n
+done
+OUT="$ROOT/benchmarks/results/$NAME_OUT"
 python3 "$ROOT/benchmarks/plot_curve.py" "$TSV" "$OUT.svg" \
     "Latency against offered load (p50 solid, p99 dashed), $DATE"
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 - "$TSV" "$OUT.md" "$DATE" "$COMMIT" "$(machine)" "$BENCH_DURATION" \
-    "$BENCH_CONNECTIONS" "${STORE%%:*}" <<'EOF'
+    "$BENCH_CONNECTIONS" "${STORE%%:*}" "$NAME_OUT" <<'EOF'
 import sys
-tsv, out, date, commit, machine, secs, conns, store = sys.argv[1:]
+tsv, out, date, commit, machine, secs, conns, store, name = sys.argv[1:]
 rows = {}
 for line in open(tsv).read().splitlines()[1:]:
     s, rate, p50, p99, p90, p999, achieved, errors = line.split("\t")
@@ -113,7 +119,7 @@ lines = [f"# Latency against offered load — {date}", "",
     f"with the usage writer); `TokenRoute` with the default `usage.fsync = \"per-answer\"` "
     f"(each answer waits for the spool's fsync), `TokenRoute-periodic-fsync` with "
     f"`usage.fsync = \"periodic\"` (answers wait for the spool's write; fsync every 10 ms).", "",
-    f"![latency against offered load](curve-{date}.svg)", ""]
+    f"![latency against offered load]({name}.svg)", ""]
 ours = [s for s in systems if s.startswith("TokenRoute")]
 head = "| offered req/s | " + " | ".join(f"{s} p50 / p99 ms" for s in systems)
 head += "".join(f" | {s} added p50 / p99 ms | achieved req/s (errors)" for s in ours) + " |"
