@@ -7,7 +7,7 @@
 //! scheduler hands the core to the data plane whenever it is runnable and gives the
 //! writer what is left; usage still reaches the store, a little later.
 //!
-//! The writer also gets a store pool of its own (`WRITER_CONNECTIONS`), opened from
+//! The writer also gets a store connection of its own (`WRITER_CONNECTIONS`), opened from
 //! this thread. The SQLite driver runs each connection on a thread it spawns when it
 //! connects, and a thread inherits the nice value of the thread that spawns it: the
 //! writer's SQLite threads are lowered with it, while the shared pool's, which serve
@@ -24,9 +24,8 @@ use tokenroute_store::{Store, StoreError};
 use tokio::runtime::{Builder, Runtime};
 use tokio::task::JoinHandle;
 
-/// The writer runs one transaction at a time; the second connection serves the
-/// replay check inside it on Postgres and a reconnect while the first is closing.
-const WRITER_CONNECTIONS: u32 = 2;
+/// The writer runs one transaction at a time, and nothing else uses its pool.
+const WRITER_CONNECTIONS: u32 = 1;
 
 /// Name of the writer's thread (what `top -H` and `/proc/*/task/*/comm` show).
 pub const THREAD_NAME: &str = "tokenroute-usage";
