@@ -50,7 +50,13 @@ BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-120}   # seconds a gateway may take t
 BENCH_NOISE_LIMIT=${BENCH_NOISE_LIMIT:-10}        # % of a core used by other processes that flags a run
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-120}         # seconds (whole run) to wait for other processes to calm down
 BENCH_LOCK=${BENCH_LOCK:-/tmp/tokenroute-bench.lock}
-BENCH_RESULTS=${BENCH_RESULTS:-$ROOT/benchmarks/results/peers-$(date -u +%Y-%m-%d).md}
+if [ -z "${BENCH_RESULTS:-}" ]; then # peers-<date>.md, or -2, -3... when the day has one
+    BENCH_RESULTS=$ROOT/benchmarks/results/peers-$(date -u +%Y-%m-%d).md
+    for n in $(seq 2 99); do
+        [ -e "$BENCH_RESULTS" ] || break
+        BENCH_RESULTS=$ROOT/benchmarks/results/peers-$(date -u +%Y-%m-%d)-$n.md
+    done
+fi
 BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
