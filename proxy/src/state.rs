@@ -328,7 +328,7 @@ impl BackgroundTasks {
                 tracing::error!(task = name, error = %e, "background task failed");
             }
         }
-        // The writer's task has ended and closed its pool: its thread can go.
+        // The writer's task has ended and closed its connection: its thread can go.
         drop(writer_runtime);
     }
 }

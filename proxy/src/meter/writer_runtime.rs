@@ -10,7 +10,7 @@
 //! The writer also gets a store connection of its own (`WRITER_CONNECTIONS`), opened from
 //! this thread. The SQLite driver runs each connection on a thread it spawns when it
 //! connects, and a thread inherits the nice value of the thread that spawns it: the
-//! writer's SQLite threads are lowered with it, while the shared pool's, which serve
+//! writer's SQLite thread is lowered with it, while the shared pool's, which serve
 //! key and balance reads that requests wait for, keep the data plane's priority.
 //!
 //! One wait remains: an account's first request on this node reads its balance under
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 const WRITER_CONNECTIONS: u32 = 1;
 
 /// Name of the writer's thread (what `top -H` and `/proc/*/task/*/comm` show).
-pub const THREAD_NAME: &str = "tokenroute-usage";
+const THREAD_NAME: &str = "tokenroute-usage";
 
 /// Why the writer's thread could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ impl WriterRuntime {
         })
     }
 
-    /// Opens the writer's own pool on `url`, from the writer's thread. Must not be
+    /// Opens the writer's own connection to `url`, from the writer's thread. Must not be
     /// called from inside a runtime (it waits for the connection).
     pub fn open_store(&self, url: &str) -> Result<Store, WriterStartError> {
         let runtime = self.runtime();
