@@ -394,22 +394,58 @@ async fn a_body_over_the_limit_gets_413(backend: Backend) {
         r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    expect_error(
-        post(&gw, Some(&key), big.clone()).await,
-        413,
-        "request_too_large",
-    )
-    .await;
-    // Without a Content-Length (chunked upload), the limit holds while reading.
+    expect_error(post(&gw, Some(&key), big).await, 413, "request_too_large").await;
+    // Without a Content-Length (chunked upload), the limit holds while reading, and
+    // the client still gets its 413 when it goes on sending long after the limit:
+    // the proxy reads what is still coming before it closes, as a reset could cost
+    // the client the answer.
+    let huge = format!(
+        r#"{{"model":"{MODEL}","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(16 * 1024 * 1024)
+    );
     let chunks = futures_util::stream::iter(
-        big.into_bytes()
+        huge.into_bytes()
             .chunks(64 * 1024)
             .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
             .collect::<Vec<_>>(),
     );
     let resp = post(&gw, Some(&key), reqwest::Body::wrap_stream(chunks)).await;
     expect_error(resp, 413, "request_too_large").await;
+    // Whether a client loses the 413 to the reset is a race, so it is also checked
+    // directly: a client writing its whole chunked body before reading can send all
+    // of it, and then reads the 413.
+    let (sent, reply) = send_whole_then_read(&gw, &key, 16 * 1024 * 1024).await;
+    assert!(sent, "the proxy stopped reading the refused body: {reply}");
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("request_too_large"), "{reply}");
     assert!(fake.requests().is_empty());
+}
+
+/// Sends a chunked body of `len` bytes over a plain socket, all of it before reading;
+/// returns whether every byte could be written, and what the proxy answered.
+async fn send_whole_then_read(gw: &Gateway, key: &str, len: usize) -> (bool, String) {
+    use std::io::{Read, Write};
+    let addr = gw.base.trim_start_matches("http://").to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+        let sent = (0..len / (64 * 1024)).all(|_| s.write_all(chunk.as_bytes()).is_ok())
+            && s.write_all(b"0\r\n\r\n").is_ok();
+        let mut reply = Vec::new();
+        let reply = match s.read_to_end(&mut reply) {
+            Ok(_) => String::from_utf8_lossy(&reply).to_string(),
+            Err(e) => format!("{e} after {} bytes", reply.len()),
+        };
+        (sent, reply)
+    })
+    .await
+    .unwrap()
 }
 
 async fn provider_failures_get_502_or_504_and_no_charge(backend: Backend) {
