@@ -215,6 +215,45 @@ async fn two_mib_requests_are_forwarded_whole(backend: Backend) {
     assert!(rows.iter().all(|r| r.status == 200 && r.cost.is_positive()));
 }
 
+/// A request reaches the provider as one TCP segment, header and body together (as
+/// nginx sends it): every extra segment is one more wake-up of the other side and one
+/// more trip through both kernels. Read from the provider's side of the connection
+/// (`ss`'s `data_segs_in`), so it does not depend on how reads happen to coalesce.
+async fn a_request_reaches_the_provider_in_one_segment(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, _, _) = gw.key_with_credits("dora@example.com", "10").await;
+    let long = "lorem ipsum ".repeat(8 * 1024 / 12);
+    // A small body (buffered with the header) and one larger than the write buffer.
+    for content in ["hi", long.as_str()] {
+        let mut body = chat(false);
+        body["messages"][0]["content"] = json!(content);
+        let resp = post(&gw, Some(&key), body_of(&body)).await;
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    assert_eq!(fake.requests().len(), 2);
+    assert_eq!(data_segments_received_on(fake.addr.port()), 2);
+}
+
+/// The data segments received, summed over the established connections to this
+/// local port (from `ss -tin`).
+fn data_segments_received_on(port: u16) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-Htin", "state", "established", "sport", "=", &format!(":{port}")])
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let counts: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("data_segs_in:"))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(!counts.is_empty(), "no connection to port {port}: {text}");
+    counts.iter().sum()
+}
+
 async fn requests_without_a_valid_key_get_401(backend: Backend) {
     let fake = FakeOpenAi::start().await;
     let gw = Gateway::start(backend, &fake).await;
@@ -666,6 +705,7 @@ tokenroute_tests::on_both_stores!(
     streaming_request_is_metered_from_the_usage_chunk,
     streaming_with_include_usage_gets_the_same_stream,
     two_mib_requests_are_forwarded_whole,
+    a_request_reaches_the_provider_in_one_segment,
     requests_without_a_valid_key_get_401,
     a_revoked_key_is_refused,
     an_exhausted_balance_gets_402_and_no_charge,

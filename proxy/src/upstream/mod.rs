@@ -12,10 +12,13 @@ mod resolve;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+
+use bytes::{Buf, Bytes};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession as Http1Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use tokenroute_domain::config::{Endpoint, Provider, ProviderEndpoint, ProviderKind};
@@ -138,12 +141,18 @@ impl UpstreamClient {
         peer.options.read_timeout = Some(self.read_timeout);
         peer.options.idle_timeout = Some(POOL_IDLE_TIMEOUT);
 
-        let (mut session, _reused) = self.connector.get_http_session(&peer).await?;
-        session.set_read_timeout(Some(self.read_timeout));
+        let (session, _reused) = self.connector.get_http_session(&peer).await?;
         let header = request_header(&req, endpoint)?;
-        session.write_request_header(Box::new(header)).await?;
-        session.write_request_body(req.body, true).await?;
-        session.finish_request_body().await?;
+        let mut session = match session {
+            HttpSession::H1(h1) => HttpSession::H1(send_h1(h1, &peer, &header, req.body).await?),
+            mut other => {
+                other.write_request_header(Box::new(header)).await?;
+                other.write_request_body(req.body, true).await?;
+                other.finish_request_body().await?;
+                other
+            }
+        };
+        session.set_read_timeout(Some(self.read_timeout));
         session.read_response_header().await?;
         let response = session
             .response_header()
@@ -216,6 +225,34 @@ impl UpstreamResponse {
         }
         Ok(body)
     }
+}
+
+/// Sends an HTTP/1.1 request, header and body, in one write.
+///
+/// Pingora's client flushes the header on its own and then writes the body: two
+/// packets and two wake-ups of the provider's side for every request, where nginx
+/// sends one. Here the header is serialized by Pingora as it would be, written with
+/// the body as one vectored write, and a fresh session over the same connection reads
+/// the response. (That session has no record of the request; it needs one only for
+/// `HEAD`, upgrades and a request's own `Connection: close`, none of which is sent.)
+async fn send_h1(
+    session: Http1Session,
+    peer: &HttpPeer,
+    header: &RequestHeader,
+    body: Bytes,
+) -> Result<Http1Session, UpstreamError> {
+    let head = http_req_header_to_wire(header)
+        .ok_or_else(|| UpstreamError::Protocol("request header cannot be written".into()))?;
+    let mut stream = session.into_inner();
+    let mut whole = head.freeze().chain(body);
+    let written = async {
+        stream.write_all_buf(&mut whole).await?;
+        stream.flush().await
+    };
+    written
+        .await
+        .map_err(|e| UpstreamError::Protocol(format!("while writing the request: {e}")))?;
+    Ok(Http1Session::new_with_options(stream, peer))
 }
 
 fn request_header(
