@@ -240,7 +240,14 @@ async fn a_request_reaches_the_provider_in_one_segment(backend: Backend) {
 /// local port (from `ss -tin`).
 fn data_segments_received_on(port: u16) -> u64 {
     let out = std::process::Command::new("ss")
-        .args(["-Htin", "state", "established", "sport", "=", &format!(":{port}")])
+        .args([
+            "-Htin",
+            "state",
+            "established",
+            "sport",
+            "=",
+            &format!(":{port}"),
+        ])
         .output()
         .expect("ss (iproute2) runs");
     assert!(out.status.success(), "{out:?}");

@@ -12,8 +12,6 @@ mod resolve;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use bytes::{Buf, Bytes};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
@@ -22,6 +20,7 @@ use pingora::protocols::http::v1::client::{http_req_header_to_wire, HttpSession 
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 use tokenroute_domain::config::{Endpoint, Provider, ProviderEndpoint, ProviderKind};
+use tokio::io::AsyncWriteExt;
 
 pub(crate) use resolve::Resolver;
 
