@@ -26,6 +26,7 @@ BENCH_AB_RATE=${BENCH_AB_RATE:-3000}     # open-loop rate per round, req/s (0: n
 BENCH_AB_RATE_SECS=${BENCH_AB_RATE_SECS:-8}
 BENCH_AB_USAGE=${BENCH_AB_USAGE:-}       # [usage] lines for both, e.g. 'fsync = "periodic"'
 BENCH_AB_TAG=${BENCH_AB_TAG:-}           # appended to the result's file name
+BENCH_AB_ANSWER_TOKENS=${BENCH_AB_ANSWER_TOKENS:-0} # tokens in each whole answer (0: 8, 626 bytes)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
 NAME=ab
@@ -59,7 +60,7 @@ cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions b
 BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe load-curve
 start_fake_upstream 0 --stream-events 200 --event-gap-ms 5
 SPACED_PORT=$UP_PORT
-start_fake_upstream 0
+start_fake_upstream 0 --answer-tokens "$BENCH_AB_ANSWER_TOKENS"
 
 # The usage the proxy on metrics port $1 has not yet committed to its store.
 pending_usage() {
@@ -135,9 +136,9 @@ DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/ab-$DATE-$BASE_SHORT-$AFTER_SHORT${BENCH_AB_TAG:+-$BENCH_AB_TAG}.md"
 python3 - "$RESULTS" "$OUT" "$DATE" "$BASE_SHORT" "$AFTER_SHORT" "$(machine)" \
     "$BENCH_DURATION" "$BENCH_CONNECTIONS" "$BENCH_AB_STREAMS" "$BENCH_AB_RATE" "$BENCH_AB_RATE_SECS" \
-    "$BENCH_AB_USAGE" <<'EOF'
+    "$BENCH_AB_USAGE" "$BENCH_AB_ANSWER_TOKENS" <<'EOF'
 import statistics, sys
-tsv, out, date, base, after, machine, secs, conns, streams, rate, rate_secs, usage = sys.argv[1:]
+tsv, out, date, base, after, machine, secs, conns, streams, rate, rate_secs, usage, answer_tokens = sys.argv[1:]
 rows = [l.split("\t") for l in open(tsv).read().splitlines()]
 by = {"base": [], "after": []}
 for r in rows:
@@ -148,7 +149,9 @@ lines = [f"# Before and after — {date}", "",
     f"Each round runs both builds in turn (alternating which goes first): `tokenroute proxy` "
     f"with one data-plane thread and an embedded SQLite store"
     + (f" (`[usage]` {', '.join(f'`{l.strip()}`' for l in usage.splitlines() if l.strip())})" if usage.strip() else "")
-    + f", and a fast fake provider, on "
+    + f", and a fast fake provider"
+    + (f" (each whole answer {answer_tokens} tokens, `--answer-tokens`)" if answer_tokens != "0" else "")
+    + f", on "
     f"CPU 0; wrk (1 thread, {conns} connections, {secs} s after 2 s of warm-up, small "
     f"non-streaming chat requests) on CPU 1. CPU per request is the proxy's utime + stime. "
     f"When wrk stops, the usage events not yet committed to the store (the usage writer's "

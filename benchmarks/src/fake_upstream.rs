@@ -55,6 +55,10 @@ struct Args {
     /// Pause between two streamed events, in milliseconds.
     #[arg(long, default_value_t = 0)]
     event_gap_ms: u64,
+    /// Tokens in a whole (not streamed) OpenAI answer: ` tok0 tok1 …`, about 7 bytes
+    /// each; 0 answers one sentence of 8 tokens, a 626-byte answer.
+    #[arg(long, default_value_t = 0)]
+    answer_tokens: usize,
 }
 
 const ID: &str = "chatcmpl-bench0000000000000000";
@@ -222,7 +226,7 @@ fn canned(args: &Args) -> Canned {
     Canned {
         delay: Duration::from_millis(args.delay_ms),
         gap: Duration::from_millis(args.event_gap_ms),
-        openai: openai(n),
+        openai: openai(n, args.answer_tokens),
         anthropic: anthropic(n),
         gemini: gemini(n),
     }
@@ -233,7 +237,7 @@ fn token(i: usize) -> String {
     format!(" tok{i}")
 }
 
-fn openai(n: usize) -> OpenAi {
+fn openai(n: usize, answer_tokens: usize) -> OpenAi {
     let usage = |completion: usize| {
         json!({
             "prompt_tokens": PROMPT_TOKENS,
@@ -244,6 +248,10 @@ fn openai(n: usize) -> OpenAi {
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
         })
     };
+    let (content, completion) = match answer_tokens {
+        0 => ("The capital of France is Paris.".to_string(), 8),
+        n => ((0..n).map(token).collect::<String>(), n),
+    };
     let whole = json!({
         "id": ID,
         "object": "chat.completion",
@@ -251,12 +259,12 @@ fn openai(n: usize) -> OpenAi {
         "model": MODEL,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": "The capital of France is Paris.",
+            "message": {"role": "assistant", "content": content,
                 "refusal": null, "annotations": []},
             "logprobs": null,
             "finish_reason": "stop",
         }],
-        "usage": usage(8),
+        "usage": usage(completion),
         "service_tier": "default",
         "system_fingerprint": "fp_06737a9306",
     });

@@ -61,6 +61,14 @@ const TLS_CLIENT_READ_BUFFER: usize = 16 * 1024;
 /// open stream.
 const PLAIN_CLIENT_READ_BUFFER: usize = 0;
 
+/// The write buffer under each client connection (Pingora's default: 1,460 bytes, one
+/// Ethernet segment). A whole answer is written as its header and then its body; when
+/// the two do not fit the buffer together, the header is sent on its own first — two
+/// segments, two wake-ups of the client, where one would do. An answer of a few hundred
+/// tokens with TokenRoute's headers takes 1–4 KiB, so the buffer holds 4 KiB. Streams
+/// flush every event, so they touch only the start of it.
+const CLIENT_WRITE_BUFFER: usize = 4 * 1024;
+
 /// The data plane as a Pingora service listening on the configured address.
 pub fn proxy_service(
     server_conf: &Arc<ServerConf>,
@@ -90,10 +98,8 @@ pub fn proxy_service(
     } else {
         PLAIN_CLIENT_READ_BUFFER
     };
-    let mut listener = ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::new(
-        read_buffer,
-        pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
-    ));
+    let mut listener = ListenerConfig::tcp(listen)
+        .l4_buffer(L4BufferSettings::new(read_buffer, CLIENT_WRITE_BUFFER));
     if let Some((cert, files)) = tls {
         let mut settings = TlsSettings::intermediate(
             &files.cert.display().to_string(),

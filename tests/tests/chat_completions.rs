@@ -236,18 +236,58 @@ async fn a_request_reaches_the_provider_in_one_segment(backend: Backend) {
     assert_eq!(data_segments_received_on(fake.addr.port()), 2);
 }
 
+/// An answer of a few KiB reaches the client as one TCP segment, header and body
+/// together, as it does with nginx (counted on the client's side of the connection).
+async fn an_answer_of_a_few_kib_reaches_the_client_in_one_segment(backend: Backend) {
+    let fake = FakeOpenAi::start().await;
+    let gw = Gateway::start(backend, &fake).await;
+    let (key, _, _) = gw.key_with_credits("dina@example.com", "10").await;
+    let content = "Paris is the capital of France. ".repeat(3 * 1024 / 32);
+    fake.reply(Reply::Status(
+        200,
+        json!({
+            "id": "chatcmpl-few-kib",
+            "object": "chat.completion",
+            "created": 1_741_570_283,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": 24, "completion_tokens": 700, "total_tokens": 724},
+        })
+        .to_string(),
+    ));
+    let port = gw.base.rsplit(':').next().unwrap();
+    // One client, so that its connection stays open (kept alive) to be counted.
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(body_of(&chat(false)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer = resp.bytes().await.unwrap();
+    assert!(answer.len() > 3 * 1024, "{}", answer.len());
+    assert_eq!(data_segments(&["dport", "=", &format!(":{port}")]), 1);
+}
+
 /// The data segments received, summed over the established connections to this
 /// local port (from `ss -tin`).
 fn data_segments_received_on(port: u16) -> u64 {
+    data_segments(&["sport", "=", &format!(":{port}")])
+}
+
+/// The data segments received, summed over the established connections that `filter`
+/// (an `ss` filter, e.g. `dport = :8080`) selects.
+fn data_segments(filter: &[&str]) -> u64 {
     let out = std::process::Command::new("ss")
-        .args([
-            "-Htin",
-            "state",
-            "established",
-            "sport",
-            "=",
-            &format!(":{port}"),
-        ])
+        .args(["-Htin", "state", "established"])
+        .args(filter)
         .output()
         .expect("ss (iproute2) runs");
     assert!(out.status.success(), "{out:?}");
@@ -257,7 +297,7 @@ fn data_segments_received_on(port: u16) -> u64 {
         .filter_map(|w| w.strip_prefix("data_segs_in:"))
         .map(|n| n.parse().unwrap())
         .collect();
-    assert!(!counts.is_empty(), "no connection to port {port}: {text}");
+    assert!(!counts.is_empty(), "no connection ({filter:?}): {text}");
     counts.iter().sum()
 }
 
@@ -713,6 +753,7 @@ tokenroute_tests::on_both_stores!(
     streaming_with_include_usage_gets_the_same_stream,
     two_mib_requests_are_forwarded_whole,
     a_request_reaches_the_provider_in_one_segment,
+    an_answer_of_a_few_kib_reaches_the_client_in_one_segment,
     requests_without_a_valid_key_get_401,
     a_revoked_key_is_refused,
     an_exhausted_balance_gets_402_and_no_charge,
