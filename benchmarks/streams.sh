@@ -8,8 +8,9 @@
 #
 #   benchmarks/streams.sh
 #
-# Writes benchmarks/results/streams-<date>.md. Each stream holds two sockets in the
-# proxy (client and provider), so N is bounded by the open-file limit (`ulimit -n`).
+# Writes benchmarks/results/streams-<date>.md (-2, -3, … for later runs the same day).
+# Each stream holds two sockets in the proxy (client and provider), so N is bounded by
+# the open-file limit (`ulimit -n`).
 {
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -104,6 +105,11 @@ fi
 
 DATE=$(date -u +%Y-%m-%d)
 OUT="$ROOT/benchmarks/results/streams-$DATE.md"
+# A second run the same day does not overwrite the first: streams-<date>-2.md, -3, …
+for n in $(seq 2 99); do
+    [ -e "$OUT" ] || break
+    OUT="$ROOT/benchmarks/results/streams-$DATE-$n.md"
+done
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 FLOOR_TEXT=""
 if [[ $BENCH_FLOOR == 1 ]]; then
