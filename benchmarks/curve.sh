@@ -79,12 +79,8 @@ for entry in "${SYSTEMS[@]}"; do
 done
 
 DATE=$(date -u +%Y-%m-%d)
-NAME_OUT=curve-$DATE
-for n in $(seq 2 99); do
-    [ -e "$ROOT/benchmarks/results/$NAME_OUT.md" ] || break
-    NAME_OUT=curve-$DATE-$n
-done
-OUT="$ROOT/benchmarks/results/$NAME_OUT"
+OUT=$(result_stem curve)
+NAME_OUT=$(basename "$OUT")
 python3 "$ROOT/benchmarks/plot_curve.py" "$TSV" "$OUT.svg" \
     "Latency against offered load (p50 solid, p99 dashed), $DATE"
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)

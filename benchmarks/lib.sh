@@ -19,6 +19,20 @@ machine() { # "2 CPUs (AMD EPYC), 23.5 GiB RAM"
         "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 }
 
+# The path, without its extension, of today's result of benchmark $1:
+# benchmarks/results/$1-<date>, or -2, -3, … when the day already has one (.md), so
+# that a later run never overwrites an earlier run's figures.
+result_stem() {
+    local first stem n=2
+    first=$ROOT/benchmarks/results/$1-$(date -u +%Y-%m-%d)
+    stem=$first
+    while [[ -e $stem.md ]]; do
+        stem=$first-$n
+        n=$((n + 1))
+    done
+    printf '%s\n' "$stem"
+}
+
 # Makes the script's temp folder WORK and, when the script exits, stops what it
 # started (PIDS), runs its own `tidy` if it defines one, shows the end of its logs if
 # it failed, and removes WORK.

@@ -50,13 +50,7 @@ BENCH_START_TIMEOUT=${BENCH_START_TIMEOUT:-120}   # seconds a gateway may take t
 BENCH_NOISE_LIMIT=${BENCH_NOISE_LIMIT:-10}        # % of a core used by other processes that flags a run
 BENCH_QUIET_WAIT=${BENCH_QUIET_WAIT:-120}         # seconds (whole run) to wait for other processes to calm down
 BENCH_LOCK=${BENCH_LOCK:-/tmp/tokenroute-bench.lock}
-if [ -z "${BENCH_RESULTS:-}" ]; then # peers-<date>.md, or -2, -3... when the day has one
-    BENCH_RESULTS=$ROOT/benchmarks/results/peers-$(date -u +%Y-%m-%d).md
-    for n in $(seq 2 99); do
-        [ -e "$BENCH_RESULTS" ] || break
-        BENCH_RESULTS=$ROOT/benchmarks/results/peers-$(date -u +%Y-%m-%d)-$n.md
-    done
-fi
+BENCH_RESULTS=${BENCH_RESULTS:-} # empty: peers-<date>.md, or -2, -3, … when the day has one
 BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tokenroute-target}
 
@@ -617,7 +611,7 @@ log "measured in $SECS s; released $BENCH_LOCK"
 
 # ---- the report ------------------------------------------------------------------
 DATE=$(date -u +%Y-%m-%d)
-OUT=$BENCH_RESULTS
+OUT=${BENCH_RESULTS:-$(result_stem peers).md}
 VERSIONS=""
 for peer in $BENCH_PEERS; do VERSIONS+="$peer=${VERSION[$peer]:-not installed}"$'\n'; done
 R_DATE=$DATE R_COMMIT=$COMMIT R_MACHINE=$(machine) R_COMMAND=$COMMAND R_VERSIONS=$VERSIONS R_TOOK=$SECS \

@@ -104,12 +104,7 @@ if [[ $BENCH_FLOOR == 1 ]]; then
 fi
 
 DATE=$(date -u +%Y-%m-%d)
-OUT="$ROOT/benchmarks/results/streams-$DATE.md"
-# A second run the same day does not overwrite the first: streams-<date>-2.md, -3, …
-for n in $(seq 2 99); do
-    [ -e "$OUT" ] || break
-    OUT="$ROOT/benchmarks/results/streams-$DATE-$n.md"
-done
+OUT="$(result_stem streams).md"
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 FLOOR_TEXT=""
 if [[ $BENCH_FLOOR == 1 ]]; then

@@ -1,4 +1,5 @@
-//! Reading the client's request body whole, bounded by `proxy.max-body-bytes`.
+//! Reading the client's request body whole, bounded by `proxy.max-body-bytes`, and
+//! draining one refused as too large.
 //!
 //! The whole body is read before routing (see `upstream`'s module docs for why),
 //! so a 2 MiB request is routed, translated and retried exactly like a 2 KiB one.
@@ -64,13 +65,42 @@ pub fn check_depth(bytes: &[u8], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn read_whole(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = session
+/// After refusing a body as too large, reads (and drops) what the client is still
+/// sending — up to a bound — before the connection closes: closing with unread data
+/// makes the kernel reset the connection, and the client may lose the 413 it was
+/// sent (nginx's "lingering close"). A body declared larger than the bound is not
+/// read at all; one without a declared length (chunked) is read up to the bound, and
+/// any read stops after `MAX_LINGER`.
+pub async fn linger(session: &mut Session) {
+    const MAX_LINGER_BYTES: usize = 64 * 1024 * 1024;
+    const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
+    if declared_length(session).is_some_and(|n| n > MAX_LINGER_BYTES) {
+        return;
+    }
+    let drain = async {
+        let mut read = 0;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            read += chunk.len();
+            if read > MAX_LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_LINGER, drain).await;
+}
+
+/// The body's `Content-Length`, when the client declared one.
+fn declared_length(session: &Session) -> Option<usize> {
+    session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+async fn read_whole(session: &mut Session, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = declared_length(session);
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(session, limit));
     }

@@ -62,7 +62,7 @@ impl ProxyHttp for TokenRoute {
             }
             respond::error(session, ctx, &e).await?;
             if matches!(e, ApiError::BodyTooLarge { .. }) {
-                linger(session).await;
+                crate::body::linger(session).await;
             }
         }
         Ok(true)
@@ -148,36 +148,6 @@ impl ProxyHttp for TokenRoute {
             ));
         }
     }
-}
-
-/// After refusing a body as too large, reads (and drops) what the client is still
-/// sending — up to a bound — before the connection closes: closing with unread data
-/// makes the kernel reset the connection, and the client may lose the 413 it was
-/// sent (nginx's "lingering close"). A body declared larger than the bound is not
-/// read at all; one without a declared length (chunked) is read up to the bound, and
-/// any read stops after `MAX_LINGER`.
-async fn linger(session: &mut Session) {
-    const MAX_LINGER_BYTES: usize = 64 * 1024 * 1024;
-    const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(5);
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_LINGER_BYTES) {
-        return;
-    }
-    let drain = async {
-        let mut read = 0;
-        while let Ok(Some(chunk)) = session.read_request_body().await {
-            read += chunk.len();
-            if read > MAX_LINGER_BYTES {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(MAX_LINGER, drain).await;
 }
 
 impl TokenRoute {

@@ -233,7 +233,8 @@ async fn a_request_reaches_the_provider_in_one_segment(backend: Backend) {
         resp.bytes().await.unwrap();
     }
     assert_eq!(fake.requests().len(), 2);
-    assert_eq!(data_segments_received_on(fake.addr.port()), 2);
+    let provider_side = format!(":{}", fake.addr.port());
+    assert_eq!(data_segments(&["sport", "=", &provider_side]), 2);
 }
 
 /// An answer of a few KiB reaches the client as one TCP segment, header and body
@@ -276,14 +277,8 @@ async fn an_answer_of_a_few_kib_reaches_the_client_in_one_segment(backend: Backe
     assert_eq!(data_segments(&["dport", "=", &format!(":{port}")]), 1);
 }
 
-/// The data segments received, summed over the established connections to this
-/// local port (from `ss -tin`).
-fn data_segments_received_on(port: u16) -> u64 {
-    data_segments(&["sport", "=", &format!(":{port}")])
-}
-
-/// The data segments received, summed over the established connections that `filter`
-/// (an `ss` filter, e.g. `dport = :8080`) selects.
+/// The data segments received (`ss -tin`'s `data_segs_in`), summed over the
+/// established connections that `filter` (an `ss` filter, e.g. `dport = :8080`) selects.
 fn data_segments(filter: &[&str]) -> u64 {
     let out = std::process::Command::new("ss")
         .args(["-Htin", "state", "established"])
