@@ -6,6 +6,10 @@
 //! behind is charged for the queue it causes (no coordinated omission, as `wrk2` and
 //! `oha --latency-correction` measure). Prints one line per rate:
 //! `rate=R sent=N ok=N errors=N achieved=R p50=MS p90=MS p99=MS p999=MS max=MS`.
+//!
+//! A rate of 0 measures the saturation instead, closed loop: every connection sends
+//! its next request as soon as its last is answered, latency from each send, and
+//! `achieved` is what the connections carried.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -22,7 +26,7 @@ use tokio::net::TcpStream;
 struct Args {
     #[command(flatten)]
     target: http1::Target,
-    /// Offered loads, requests per second, comma-separated.
+    /// Offered loads, requests per second, comma-separated; 0: closed loop (saturation).
     #[arg(long, value_delimiter = ',')]
     rates: Vec<u64>,
     /// Seconds per rate.
@@ -50,6 +54,9 @@ async fn main() {
 
 /// One rate: schedule, send, and summarise.
 async fn measure(args: &Args, request: &Arc<[u8]>, rate: u64) -> String {
+    if rate == 0 {
+        return saturate(args, request).await;
+    }
     let (tx, rx) = schedule_queue(args.connections);
     let results = Arc::new(Mutex::new(Vec::<Option<Duration>>::new()));
     let measured_from = Instant::now() + Duration::from_secs(args.warmup_secs);
@@ -103,6 +110,37 @@ async fn measure(args: &Args, request: &Arc<[u8]>, rate: u64) -> String {
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     summarise(rate, args.duration_secs, &results)
+}
+
+/// Closed loop: each connection sends back to back for the warm-up and the measurement.
+/// A schedule cannot do this: offered more than it answers, a hop would leave a queue
+/// that takes longer to drain than the measurement lasted.
+async fn saturate(args: &Args, request: &Arc<[u8]>) -> String {
+    let measured_from = Instant::now() + Duration::from_secs(args.warmup_secs);
+    let end = measured_from + Duration::from_secs(args.duration_secs);
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let (request, addr) = (request.clone(), args.target.addr.clone());
+        workers.push(tokio::spawn(async move {
+            let mut conn: Option<TcpStream> = None;
+            let mut results = Vec::new();
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    return results;
+                }
+                let ok = http1::send(&addr, &mut conn, &request).await;
+                if sent >= measured_from {
+                    results.push(ok.then(|| sent.elapsed()));
+                }
+            }
+        }));
+    }
+    let mut results = Vec::new();
+    for w in workers {
+        results.extend(w.await.unwrap_or_default());
+    }
+    summarise(0, args.duration_secs, &results)
 }
 
 fn summarise(rate: u64, secs: u64, results: &[Option<Duration>]) -> String {
