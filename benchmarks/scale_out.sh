@@ -7,8 +7,8 @@
 #
 #   benchmarks/scale_out.sh
 #
-# Writes benchmarks/results/scale-out-<date>.md. Needs wrk, redis-server, redis-cli,
-# psql and a Postgres at BENCH_PG (a scratch database is made and dropped).
+# Writes benchmarks/results/scale-out-<date>.md (-2, -3… when the day has one already).
+# Needs wrk, redis-server, redis-cli, psql and a Postgres at BENCH_PG (a scratch database is made and dropped).
 {
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -112,7 +112,7 @@ log "the same, a key without rate limits"
 BENCH_AUTH=$PLAIN run shared-ttl60-no-limits redis 60000
 
 mkdir -p "$ROOT/benchmarks/results"
-OUT="$ROOT/benchmarks/results/scale-out-$(date -u +%F).md"
+OUT="$(result_stem scale-out).md"
 {
     echo "# Scale-out: one node's cost, alone and sharing state in Redis"
     echo
