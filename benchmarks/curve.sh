@@ -67,8 +67,8 @@ done
 BODY='{"model":"bench/gpt-4o-mini","max_tokens":64,"messages":[{"role":"user","content":"Say hello."}]}'
 
 # Saturation, closed loop (`load-curve` at rate 0): what the connections carry back to
-# back. Half of it, rounded down to 100 req/s, joins
-# the rates every system is measured at.
+# back. Half of it, rounded down to 100 req/s, joins the rates every system is
+# measured at.
 SATURATION=$WORK/saturation.tsv
 : >"$SATURATION"
 if ((BENCH_SATURATION_SECS > 0)); then

@@ -11,8 +11,12 @@ use crate::{new_id, Backend, Store, StoreError};
 
 /// Columns of [`USAGE_COLUMNS`] and the row's `debit_id`, each a parameter of an insert.
 const PARAMS_PER_ROW: usize = 19;
-/// Rows per SQLite statement (32 × 19 parameters; SQLite allows 32,766, anonymous
-/// `?`, see [`placeholders`]).
+/// Rows per SQLite statement: 512 × 19 parameters stay well below SQLite's limit
+/// (32,766). The parameters are anonymous (`?`, see [`placeholders`]).
+const ROWS_PER_STATEMENT: usize = 512;
+
+/// Rows per SQLite statement in a batch of at most [`ROWS_PER_STATEMENT`] events: the
+/// usage writer keeping up, its batch what arrived in the last commit interval.
 ///
 /// Small on purpose. SQLite runs a statement on its driver's worker thread, and a
 /// statement of a few hundred rows is one run of a millisecond or more, which the
@@ -22,7 +26,20 @@ const PARAMS_PER_ROW: usize = 19;
 /// first (the writer is `usage.writer-nice` below it). Measured at 3,000 req/s with the
 /// writer on the data plane's core (benchmarks/README, "The usage writer's statements
 /// in pieces"): the data plane's waits over 1 ms 3.5× fewer than at 512 rows.
-const ROWS_PER_STATEMENT: usize = 32;
+///
+/// A larger batch means the writer has fallen behind, and then it writes as much as it
+/// can: in pieces this small it gave way so often that at saturation ten times as much
+/// usage waited in the spool.
+const ROWS_PER_STATEMENT_KEEPING_UP: usize = 32;
+
+/// Rows per SQLite insert of `events`.
+fn rows_per_statement(events: usize) -> usize {
+    if events <= ROWS_PER_STATEMENT {
+        ROWS_PER_STATEMENT_KEEPING_UP
+    } else {
+        ROWS_PER_STATEMENT
+    }
+}
 
 /// What [`Store::record_usage`] did.
 #[derive(Debug, Clone, Default)]
@@ -144,7 +161,7 @@ impl Store {
         let debit_ids = debit_ids(events);
         // Per debit: what its new rows cost, how many they are, the newest row's time.
         let mut debits: HashMap<&str, (NanoUsd, usize, i64)> = HashMap::new();
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in events.chunks(rows_per_statement(events.len())) {
             let sql = format!(
                 "INSERT INTO usage_events ({USAGE_COLUMNS}, debit_id) VALUES {}
                  ON CONFLICT (request_id) DO NOTHING",

@@ -168,10 +168,10 @@ fn run(shared: &Shared, dir: &Path, size: u64) {
 /// stop meanwhile.
 ///
 /// In pieces of 64 KiB, yielding the core after each. The thread is background work
-/// on the data plane's core, and a write does not sleep: 16 MiB in writes of 1 MiB
-/// was one run of tens of milliseconds, which the scheduler (EEVDF protects a running
-/// thread's slice) let a waking data plane interrupt only once a slice was used up.
-/// After a yield, a data plane that woke meanwhile runs first.
+/// on the data plane's core, and a write does not sleep: in writes of 1 MiB its runs
+/// lasted up to 3 ms, which the scheduler (EEVDF protects a running thread's slice)
+/// let a waking data plane interrupt only once a slice was used up. After a yield, a
+/// data plane that woke meanwhile runs first.
 fn zero_file(shared: &Shared, dir: &Path, size: u64) -> std::io::Result<bool> {
     const CHUNK: usize = 64 * 1024;
     let partial = dir.join(PARTIAL);
