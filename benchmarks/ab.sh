@@ -34,28 +34,12 @@ NAME=ab
 need wrk taskset python3 git curl
 
 workspace
-tidy() {
-    git -C "$ROOT" worktree remove --force "$WORK/src-base" >/dev/null 2>&1 || true
-    git -C "$ROOT" worktree remove --force "$WORK/src-after" >/dev/null 2>&1 || true
-}
+tidy() { remove_rev_checkouts; }
 
-build() { # build NAME REV -> $WORK/NAME/tokenroute
-    # Each revision is checked out fresh and built there. Both builds share the target
-    # folder, where cargo decides what to rebuild by comparing file times: a fresh
-    # checkout is newer than anything built before, so each build compiles its own
-    # sources (building the working tree after another checkout could reuse the
-    # other's libraries).
-    local name=$1 rev=$2 src=$WORK/src-$1
-    git -C "$ROOT" worktree add --detach --quiet "$src" "$rev"
-    log "building $name ($rev) in release"
-    (cd "$src" && cargo build --release --quiet -p tokenroute --bin tokenroute)
-    mkdir -p "$WORK/$name"
-    cp "$CARGO_TARGET_DIR/release/tokenroute" "$WORK/$name/"
-}
 BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$BASE")
 AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
-build base "$BASE"
-build after "$AFTER"
+build_rev base "$BASE"
+build_rev after "$AFTER"
 cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
 BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe load-curve
 start_fake_upstream 0 --stream-events 200 --event-gap-ms 5

@@ -69,6 +69,29 @@ bins() {
     for b in "$@"; do cp "$CARGO_TARGET_DIR/release/$b" "$BIN/"; done
 }
 
+# build_rev NAME REV: builds `tokenroute` at git revision REV into $WORK/NAME/tokenroute.
+# Each revision is checked out fresh (a worktree at $WORK/src-NAME) and built there.
+# Both builds share the target folder, where cargo decides what to rebuild by comparing
+# file times: a fresh checkout is newer than anything built before, so each build
+# compiles its own sources (building the working tree after another checkout could
+# reuse the other's libraries). Call remove_rev_checkouts from the script's `tidy`.
+build_rev() {
+    local name=$1 rev=$2 src=$WORK/src-$1
+    git -C "$ROOT" worktree add --detach --quiet "$src" "$rev"
+    log "building $name ($rev) in release"
+    (cd "$src" && cargo build --release --quiet -p tokenroute --bin tokenroute)
+    mkdir -p "$WORK/$name"
+    cp "$CARGO_TARGET_DIR/release/tokenroute" "$WORK/$name/"
+}
+
+remove_rev_checkouts() {
+    local src
+    for src in "$WORK"/src-*; do
+        [[ -d $src ]] && git -C "$ROOT" worktree remove --force "$src" >/dev/null 2>&1
+    done
+    return 0
+}
+
 # Starts the fake provider pinned to CPU list $1 (more arguments go to it); sets UP_PORT.
 start_fake_upstream() {
     local cpus=$1 out
