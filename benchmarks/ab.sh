@@ -36,11 +36,7 @@ need wrk taskset python3 git curl
 workspace
 tidy() { remove_rev_checkouts; }
 
-BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$BASE")
-AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
-build_rev base "$BASE"
-build_rev after "$AFTER"
-cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute" && die "both revisions built the same binary"
+build_base_and_after "$BASE" "$AFTER"
 BENCH_SKIP_BUILD=0 bins fake-upstream stream-probe load-curve
 start_fake_upstream 0 --stream-events 200 --event-gap-ms 5
 SPACED_PORT=$UP_PORT

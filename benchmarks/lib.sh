@@ -84,6 +84,19 @@ build_rev() {
     cp "$CARGO_TARGET_DIR/release/tokenroute" "$WORK/$name/"
 }
 
+# build_base_and_after BASE AFTER: tokenroute at both revisions into $WORK/base and
+# $WORK/after (see build_rev); sets BASE_SHORT and AFTER_SHORT. Dies when both built
+# the same binary: there would be nothing to compare.
+build_base_and_after() {
+    BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$1")
+    AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$2")
+    build_rev base "$1"
+    build_rev after "$2"
+    if cmp -s "$WORK/base/tokenroute" "$WORK/after/tokenroute"; then
+        die "both revisions built the same binary"
+    fi
+}
+
 remove_rev_checkouts() {
     local src
     for src in "$WORK"/src-*; do

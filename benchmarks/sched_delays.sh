@@ -37,10 +37,7 @@ need perf taskset python3 git
 workspace
 tidy() { remove_rev_checkouts; }
 
-BASE_SHORT=$(git -C "$ROOT" rev-parse --short "$BASE")
-AFTER_SHORT=$(git -C "$ROOT" rev-parse --short "$AFTER")
-build_rev base "$BASE"
-build_rev after "$AFTER"
+build_base_and_after "$BASE" "$AFTER"
 BENCH_SKIP_BUILD=0 bins fake-upstream load-curve
 start_fake_upstream 0
 perf sched record -o "$WORK/probe.data" -- true >/dev/null 2>&1 ||
