@@ -308,7 +308,10 @@ async fn a_large_batch_is_exact_and_replays_to_nothing(backend: Backend) {
         .collect();
     // A batch the writer keeps up with (SQLite: statements of 32 rows), then the rest in
     // one large batch (statements of 512): both exact, each event once.
-    assert_eq!(store.record_usage(&events[..100]).await.unwrap().inserted, 100);
+    assert_eq!(
+        store.record_usage(&events[..100]).await.unwrap().inserted,
+        100
+    );
     let recorded = store.record_usage(&events).await.unwrap();
     assert_eq!(recorded.inserted, 900);
     assert_eq!(recorded.balances.len(), accounts.len());
